@@ -1,0 +1,77 @@
+"""The LightningModule that runs one gradient phase of a strategy."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lpft_bench.datamodules import EvalSet
+
+from .phases import Phase
+
+
+def restrict_logits(logits: torch.Tensor, class_subset: Sequence[int] | None) -> torch.Tensor:
+    """Logits outside `class_subset` can never win the argmax (ImageNet-R/A's 200 valid classes)."""
+    if class_subset is None:
+        return logits
+    mask = torch.full_like(logits, float("-inf"))
+    mask[:, list(class_subset)] = 0.0
+    return logits + mask
+
+
+def set_trainable(model: nn.Module, phase: Phase) -> None:
+    """Gradients flow only where the phase trains; a frozen part is never handed to the optimiser."""
+    for p in model.backbone.parameters():
+        p.requires_grad_(phase.trains == "all")
+    for p in model.head.parameters():
+        p.requires_grad_(True)
+
+
+class AdaptationModule(L.LightningModule):
+    """Trains what `phase` trains; evaluates every evaluation set each epoch (one dataloader each)."""
+
+    def __init__(self, model: nn.Module, phase: Phase, eval_sets: Sequence[EvalSet], num_classes: int):
+        super().__init__()
+        self.model = model
+        self.phase = phase
+        self.eval_sets = list(eval_sets)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=phase.label_smoothing)
+        self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
+        self.eval_accuracy = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro") for _ in self.eval_sets)
+        set_trainable(model, phase)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.model(x)
+        loss = self.criterion(logits, y)
+        self.train_accuracy(logits.argmax(-1), y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
+        self.log("train/acc", self.train_accuracy, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        x, y = batch
+        eval_set = self.eval_sets[dataloader_idx]
+        preds = restrict_logits(self.model(x), eval_set.class_subset).argmax(-1)
+        metric = self.eval_accuracy[dataloader_idx]
+        metric.update(preds, y)
+        self.log(f"acc/{eval_set.name}", metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.phase.optimizer == "sgd":
+            optimiser = torch.optim.SGD(params, lr=self.phase.lr, momentum=self.phase.momentum,
+                                        weight_decay=self.phase.weight_decay)
+        elif self.phase.optimizer == "adamw":
+            optimiser = torch.optim.AdamW(params, lr=self.phase.lr, weight_decay=self.phase.weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {self.phase.optimizer!r}; expected 'sgd' or 'adamw'")
+        # Cosine decay stepped once per epoch, no warm-up (the paper's schedule).
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(self.phase.epochs, 1))
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
