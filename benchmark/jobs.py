@@ -1,6 +1,7 @@
 """A job: (benchmark, backbone, strategy, hyperparameters, seed), identified by what it means, run phase by phase."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
@@ -117,6 +118,14 @@ def _feature_cache_path(job: Job, set_name: str) -> Path:
     return cache_dir() / "features" / f"{job.benchmark}-{set_name}-{key}.npz"
 
 
+def head_state(head: torch.nn.Module) -> dict:
+    """A fingerprint of the head: its digest proves which head a phase started from."""
+    tensors = [t.detach().cpu().contiguous() for t in head.state_dict().values()]
+    digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in tensors)).hexdigest()[:16]
+    norm = float(torch.sqrt(sum((t.double() ** 2).sum() for t in tensors)))
+    return {"head_sha256": digest, "head_norm": norm}
+
+
 def run_probe_phase(job: Job, phase: Phase, model: Classifier, dm: ShiftDataModule, device: torch.device) -> dict:
     """The paper's LP on the untouched pretrained backbone; loads the chosen head into `model.head`."""
     if not isinstance(model.head, torch.nn.Linear):
@@ -138,7 +147,8 @@ def run_probe_phase(job: Job, phase: Phase, model: Classifier, dm: ShiftDataModu
         row[f"acc/{eval_set.name}"] = float((logits.argmax(-1).numpy() == y).mean())
     train_x, train_y = features["train"]
     row["train/acc"] = float((probe.logits(train_x).argmax(-1) == train_y).mean())
-    return {"name": phase.name, "phase": phase.describe(), "epochs": [row], "probe": {"C": probe.C, "path": probe.path}}
+    return {"name": phase.name, "phase": phase.describe(), "epochs": [row], "end": head_state(model.head),
+            "probe": {"C": probe.C, "path": probe.path}}
 
 
 def run_gradient_phase(phase: Phase, model: Classifier, dm: ShiftDataModule, ctx: RunContext, job_dir: Path) -> tuple[dict, L.Trainer]:
@@ -172,8 +182,10 @@ def run_gradient_phase(phase: Phase, model: Classifier, dm: ShiftDataModule, ctx
         log_every_n_steps=1,
     )
     module = AdaptationModule(model, phase, dm.eval_sets, dm.num_classes)
+    start = head_state(model.head)
     trainer.fit(module, datamodule=dm)
-    return {"name": phase.name, "phase": phase.describe(), "epochs": recorder.epochs}, trainer
+    return {"name": phase.name, "phase": phase.describe(), "start": start, "epochs": recorder.epochs,
+            "end": head_state(model.head)}, trainer
 
 
 def select_epoch(phase_record: dict, selection_set: str) -> dict:
@@ -190,11 +202,16 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
 
 
-def run_job(job: Job, ctx: RunContext) -> dict:
-    """Run every phase of the job and write its record (atomically, then the `done` marker)."""
-    _quiet_lightning()
-    job_dir = ctx.job_dir(job)
-    started = time.time()
+@dataclass
+class PreparedJob:
+    """A job's model, data and phases, built and seeded, before anything trains."""
+
+    model: Classifier
+    datamodule: ShiftDataModule
+    phases: list[Phase]
+
+
+def prepare_job(job: Job, ctx: RunContext) -> PreparedJob:
     strategy = get_strategy(job.strategy)
     hparams = strategy.hparams(job.hparams)
     L.seed_everything(job.seed, workers=True, verbose=False)
@@ -210,16 +227,32 @@ def run_job(job: Job, ctx: RunContext) -> dict:
     )
     dm.setup("fit")
     model = Classifier(backbone, dm.num_classes, head=hparams.get("head", "linear"))
+    return PreparedJob(model, dm, strategy.phases(job.hparams))
+
+
+def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext) -> tuple[list[dict], int, bool]:
+    """Run the phases in order on the prepared model; returns their records, the world size and rank-zero-ness."""
+    model, dm = prepared.model, prepared.datamodule
     device = torch.device("cuda" if ctx.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
-    phases, world_size, is_rank_zero = [], 1, True
-    for phase in strategy.phases(job.hparams):
+    records, world_size, is_rank_zero = [], 1, True
+    for phase in prepared.phases:
         if phase.trains == "logistic-probe":
             model.to(device)
-            phases.append(run_probe_phase(job, phase, model, dm, device))
+            records.append(run_probe_phase(job, phase, model, dm, device))
         else:
-            result, trainer = run_gradient_phase(phase, model, dm, ctx, job_dir)
-            phases.append(result)
+            result, trainer = run_gradient_phase(phase, model, dm, ctx, ctx.job_dir(job))
+            records.append(result)
             world_size, is_rank_zero = trainer.world_size, trainer.is_global_zero
+    return records, world_size, is_rank_zero
+
+
+def run_job(job: Job, ctx: RunContext) -> dict:
+    """Run every phase of the job and write its record (atomically, then the `done` marker)."""
+    _quiet_lightning()
+    started = time.time()
+    prepared = prepare_job(job, ctx)
+    dm = prepared.datamodule
+    phases, world_size, is_rank_zero = run_phases(job, prepared, ctx)
     selection_set = dm.selection_set
     selected = select_epoch(phases[-1], selection_set)
     record = {
@@ -236,8 +269,8 @@ def run_job(job: Job, ctx: RunContext) -> dict:
         "seconds": round(time.time() - started, 2),
     }
     if is_rank_zero:
-        write_json(job_dir / "record.json", record)
-        (job_dir / DONE_MARKER).touch()
+        write_json(ctx.job_dir(job) / "record.json", record)
+        (ctx.job_dir(job) / DONE_MARKER).touch()
     return record
 
 

@@ -1,11 +1,26 @@
 """Shift benchmarks as LightningDataModules, registered by name."""
 from __future__ import annotations
 
-from .base import ID_TEST, ID_VAL, EvalSet, ShiftDataModule, ShiftSplits
+from .base import ID_TEST, ID_VAL, CorruptImage, DataError, DatasetMissing, EvalSet, ShiftDataModule, ShiftSplits
+from .breeds import Entity30, Living17
+from .check import CheckRow, check_benchmarks, format_check
+from .cifar import Cifar10Shift
 from .digits import DigitsShift
+from .domainnet import DomainNetShift
+from .fakes import write_fake
+from .fmow import FmowShift
+from .folder import FolderShift
+from .imagenet import ImageNetShift
 
 BENCHMARKS: dict[str, type[ShiftDataModule]] = {
     "digits": DigitsShift,
+    "living17": Living17,
+    "entity30": Entity30,
+    "domainnet": DomainNetShift,
+    "cifar10": Cifar10Shift,
+    "fmow": FmowShift,
+    "imagenet": ImageNetShift,
+    "folder": FolderShift,
 }
 
 
@@ -15,4 +30,5 @@ def build_datamodule(name: str, **kwargs) -> ShiftDataModule:
     return BENCHMARKS[name](**kwargs)
 
 
-__all__ = ["BENCHMARKS", "EvalSet", "ID_TEST", "ID_VAL", "ShiftDataModule", "ShiftSplits", "build_datamodule"]
+__all__ = ["BENCHMARKS", "CheckRow", "CorruptImage", "DataError", "DatasetMissing", "EvalSet", "ID_TEST", "ID_VAL",
+           "ShiftDataModule", "ShiftSplits", "build_datamodule", "check_benchmarks", "format_check", "write_fake"]

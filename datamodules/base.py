@@ -1,16 +1,57 @@
 """The contract every shift benchmark fulfils: one training set, many evaluation sets, one run."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
 ID_VAL = "id_val"
 ID_TEST = "id_test"
+# The `subset` option draws the same images whatever the job's seed: a subset is a smaller benchmark, not noise.
+SUBSET_SEED = 0
+
+
+class DataError(Exception):
+    """Data a benchmark reads is absent, malformed or unreadable."""
+
+
+class DatasetMissing(DataError):
+    """Data a benchmark needs is absent or malformed.
+
+    Raised while the splits are built, so a run stops before training. Loaders raise it with the path and
+    the problem; the benchmark adds which of its sets needed the data, the layout it expects and how to
+    obtain it (`within`). All arguments are positional so the error survives pickling (DDP, workers).
+    """
+
+    def __init__(self, path, problem: str, benchmark: str | None = None, eval_set: str | None = None,
+                 layout: str | None = None, obtain: str | None = None):
+        super().__init__(str(path), problem, benchmark, eval_set, layout, obtain)
+        self.path, self.problem = str(path), problem
+        self.benchmark, self.eval_set, self.layout, self.obtain = benchmark, eval_set, layout, obtain
+
+    def within(self, benchmark: str, eval_set: str, layout: str, obtain: str) -> "DatasetMissing":
+        return DatasetMissing(self.path, self.problem, benchmark, eval_set, layout, obtain)
+
+    def __str__(self) -> str:
+        where = f"{self.benchmark} / {self.eval_set}: " if self.benchmark else ""
+        lines = [f"{where}{self.problem}", f"  expected: {self.path}"]
+        if self.layout:
+            lines.append(f"  layout:   {self.layout}")
+        if self.obtain:
+            lines.append(f"  obtain:   {self.obtain}")
+        return "\n".join(lines)
+
+
+class CorruptImage(DataError):
+    """An image file that cannot be decoded; the message names the file.
+
+    Takes one message string, so a DataLoader worker re-raises it with its own type.
+    """
 
 
 @dataclass(frozen=True)
@@ -28,8 +69,9 @@ class EvalSet:
 
 @dataclass
 class ShiftSplits:
-    """What a benchmark builds. `train_eval` is the training data with the evaluation transform:
-    linear probes and feature metrics read it, so they never see a random augmentation."""
+    """What a benchmark builds. `train_eval` is the training data with the evaluation transform (the same
+    images in the same order): linear probes and feature metrics read it, so they never see a random
+    augmentation."""
 
     train: Dataset
     train_eval: Dataset
@@ -38,15 +80,64 @@ class ShiftSplits:
     class_names: Sequence[str] = field(default_factory=list)
 
 
+def dataset_targets(dataset: Dataset) -> np.ndarray:
+    """The integer label of every item, read without loading a single image."""
+    if isinstance(dataset, Subset):
+        return dataset_targets(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1].numpy()
+    return np.asarray(dataset.targets, dtype=np.int64)
+
+
+def stratified_sample(labels: Sequence[int], size: int, seed: int) -> np.ndarray:
+    """`size` indices (sorted) drawn at random within classes, each class in proportion to its share.
+
+    Quotas are rounded by largest remainder (ties to the lower label), so the sample has exactly `size` items.
+    """
+    labels = np.asarray(labels)
+    if size >= len(labels):
+        return np.arange(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * size / len(labels)
+    take = np.floor(quota).astype(np.int64)
+    take[np.argsort(-(quota - take), kind="stable")[: size - take.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    members = np.split(np.argsort(labels, kind="stable"), np.cumsum(counts)[:-1])
+    picked = [rng.permutation(indices)[:k] for indices, k in zip(members, take)]
+    return np.sort(np.concatenate(picked))
+
+
+def limit_splits(splits: ShiftSplits, size: int) -> ShiftSplits:
+    """At most `size` images of the training set and of every evaluation set, class-stratified.
+
+    `train` and `train_eval` hold the same images in the same order, so one draw serves both.
+    """
+    keep = stratified_sample(dataset_targets(splits.train), size, SUBSET_SEED)
+    eval_sets = [
+        replace(s, dataset=Subset(s.dataset, stratified_sample(dataset_targets(s.dataset), size, SUBSET_SEED)))
+        for s in splits.eval_sets
+    ]
+    return replace(splits, train=Subset(splits.train, keep), train_eval=Subset(splits.train_eval, keep),
+                   eval_sets=eval_sets)
+
+
 class ShiftDataModule(L.LightningDataModule):
     """Base class of the benchmarks.
 
     Subclasses implement `build_splits`. Every evaluation set runs in the same validation loop
     (one dataloader each), so one training serves the ID and all OOD evaluations. Under DDP the
     evaluation loaders shard without padding, so each image is counted exactly once.
+
+    Options every benchmark takes:
+    - `mode`: "paper" selects on the ID evaluation set it reports (`id_test`, the paper's protocol);
+      "clean" selects on an ID validation set (`id_val`) held out from training. `modes` lists what a
+      benchmark offers, the first being its default.
+    - `subset=N`: at most N images of the training set and of every evaluation set, class-stratified and
+      the same for every seed.
     """
 
     name: str = "?"
+    modes: tuple[str, ...] = ("clean",)
 
     def __init__(
         self,
@@ -56,6 +147,8 @@ class ShiftDataModule(L.LightningDataModule):
         eval_batch_size: int = 256,
         num_workers: int = 0,
         seed: int = 0,
+        mode: str | None = None,
+        subset: int | None = None,
     ):
         super().__init__()
         # timm's data config of the backbone (input_size, mean, std, interpolation, crop_pct).
@@ -65,6 +158,12 @@ class ShiftDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.mode = mode or self.modes[0]
+        if self.mode not in self.modes:
+            raise ValueError(f"{self.name} offers mode {' or '.join(map(repr, self.modes))}, not {mode!r}")
+        if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
+            raise ValueError(f"subset must be a positive number of images, not {subset!r}")
+        self.subset = subset
         self._splits: ShiftSplits | None = None
 
     def build_splits(self) -> ShiftSplits:
@@ -73,7 +172,8 @@ class ShiftDataModule(L.LightningDataModule):
     @property
     def splits(self) -> ShiftSplits:
         if self._splits is None:
-            self._splits = self.build_splits()
+            splits = self.build_splits()
+            self._splits = splits if self.subset is None else limit_splits(splits, self.subset)
         return self._splits
 
     def setup(self, stage: str | None = None) -> None:

@@ -35,9 +35,8 @@ class EpochRecorder(Callback):
         self.epochs: list[dict] = []
         self.on_epoch = on_epoch
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+    # Lightning validates inside the training epoch; by its end both train and eval metrics are reduced.
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch}
         for name, value in trainer.callback_metrics.items():
             row[name] = float(value.item() if isinstance(value, torch.Tensor) else value)

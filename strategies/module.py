@@ -6,6 +6,7 @@ from typing import Sequence
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lpft_bench.datamodules import EvalSet
@@ -41,6 +42,8 @@ class AdaptationModule(L.LightningModule):
         self.criterion = nn.CrossEntropyLoss(label_smoothing=phase.label_smoothing)
         self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
         self.eval_accuracy = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro") for _ in self.eval_sets)
+        # How many examples each accuracy is over, summed across processes: proves no example is padded or lost.
+        self.eval_count = nn.ModuleList(SumMetric() for _ in self.eval_sets)
         set_trainable(model, phase)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,6 +65,9 @@ class AdaptationModule(L.LightningModule):
         metric = self.eval_accuracy[dataloader_idx]
         metric.update(preds, y)
         self.log(f"acc/{eval_set.name}", metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
+        count = self.eval_count[dataloader_idx]
+        count.update(torch.tensor(float(len(y)), device=y.device))
+        self.log(f"n/{eval_set.name}", count, on_step=False, on_epoch=True, add_dataloader_idx=False)
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]

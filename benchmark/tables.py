@@ -1,0 +1,112 @@
+"""From job records to tables: per-job epoch selection, per-strategy hyperparameter selection, seed statistics."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lpft_bench.storage import atomic_write
+
+Z90 = 1.645  # the paper's 90% interval: 1.645 * std / sqrt(n)
+
+
+def load_records(store: Path) -> list[dict]:
+    records = []
+    for path in sorted((Path(store) / "jobs").glob("*/record.json")):
+        records.append(json.loads(path.read_text()))
+    return records
+
+
+def runs_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per finished job x evaluation set, at the epoch the job selected on ID validation (accuracy in %)."""
+    rows = []
+    for record in records:
+        if record.get("status") != "done":
+            continue
+        job, selection = record["job"], record["selection"]
+        for eval_set, accuracy in record["final"].items():
+            rows.append({
+                "job_id": record["job_id"],
+                "benchmark": job["benchmark"],
+                "backbone": job["backbone"],
+                "strategy": job["strategy"],
+                "hparams": json.dumps(job["hparams"], sort_keys=True),
+                "seed": job["seed"],
+                "eval_set": eval_set,
+                "split": record["eval_sets"][eval_set]["split"],
+                "selection_set": selection["set"],
+                "selected_epoch": selection["epoch"],
+                "acc": 100.0 * accuracy,
+            })
+    columns = ["job_id", "benchmark", "backbone", "strategy", "hparams", "seed", "eval_set", "split",
+               "selection_set", "selected_epoch", "acc"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def select_hparams(runs: pd.DataFrame) -> pd.DataFrame:
+    """Keep, per (benchmark, backbone, strategy), the hyperparameters with the best mean selection-set accuracy over seeds."""
+    if runs.empty:
+        return runs
+    keys = ["benchmark", "backbone", "strategy"]
+    on_selection = runs[runs["eval_set"] == runs["selection_set"]]
+    scores = on_selection.groupby(keys + ["hparams"], as_index=False)["acc"].mean()
+    best = scores.sort_values("acc", ascending=False, kind="stable").drop_duplicates(keys)[keys + ["hparams"]]
+    return runs.merge(best, on=keys + ["hparams"])
+
+
+def _interval(values: pd.Series) -> float:
+    n = len(values)
+    return Z90 * values.std(ddof=1) / math.sqrt(n) if n > 1 else float("nan")
+
+
+def summary_table(selected: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Strategies x benchmark columns (ID: the ID test set; OOD: one column per shift), mean and 90% interval."""
+    part = selected[(selected["split"] == split) & ((split == "ood") | (selected["eval_set"] == "id_test"))]
+    column = part["benchmark"] if split == "id" else part["benchmark"] + ":" + part["eval_set"]
+    part = part.assign(column=column)
+    stats = part.groupby(["strategy", "column"])["acc"].agg(mean="mean", ci90=_interval, seeds="count").reset_index()
+    wide = stats.pivot(index="strategy", columns="column", values=["mean", "ci90", "seeds"])
+    table = pd.DataFrame(index=wide.index)
+    for name in sorted(stats["column"].unique()):
+        table[name] = wide[("mean", name)]
+        table[f"{name} ±90%"] = wide[("ci90", name)]
+        table[f"{name} seeds"] = wide[("seeds", name)]
+    means = [c for c in table.columns if not c.endswith(("±90%", "seeds"))]
+    table["average"] = table[means].mean(axis=1)
+    return table.round(2)
+
+
+def format_table(table: pd.DataFrame, title: str) -> str:
+    """A readable view: 'mean ± interval (n seeds)' per cell."""
+    if table.empty:
+        return f"{title}: no finished jobs"
+    shown = pd.DataFrame(index=table.index)
+    for name in [c for c in table.columns if not c.endswith(("±90%", "seeds")) and c != "average"]:
+        shown[name] = [f"{m:.1f} ± {ci:.1f} (n={int(n)})" if not pd.isna(m) else "—"
+                       for m, ci, n in zip(table[name], table[f"{name} ±90%"], table[f"{name} seeds"].fillna(0))]
+    shown["average"] = table["average"].map(lambda v: f"{v:.1f}")
+    return f"{title}\n{shown.to_string()}"
+
+
+def _write_csv(frame: pd.DataFrame, path: Path, index: bool) -> None:
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=index))
+
+
+def collect(store: Path) -> str:
+    """Write runs.csv, id.csv and ood.csv into the store and return the printed tables."""
+    store = Path(store)
+    records = load_records(store)
+    runs = runs_frame(records)
+    selected = select_hparams(runs)
+    id_table, ood_table = summary_table(selected, "id"), summary_table(selected, "ood")
+    _write_csv(runs, store / "runs.csv", index=False)
+    _write_csv(id_table, store / "id.csv", index=True)
+    _write_csv(ood_table, store / "ood.csv", index=True)
+    failed = [r for r in records if r.get("status") == "failed"]
+    lines = [format_table(id_table, "ID accuracy (%), mean ± 90% interval over seeds"), "",
+             format_table(ood_table, "OOD accuracy (%), mean ± 90% interval over seeds")]
+    if failed:
+        lines += ["", f"{len(failed)} failed job(s): " + ", ".join(r["job_id"] for r in failed)]
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""BREEDS Living-17 and Entity-30: ImageNet superclasses, trained on some subclasses, tested on others.
+
+Layout under the data root: the ImageNet folders, `imagenet/{train,val}/<wnid>/*.JPEG` (see imagenet.py),
+of which only the task's subclasses are read (every one of them must be there). Training: the train images
+of each class's source subclasses; ID evaluation (`id_test`): their val images; OOD evaluation: the val
+images of the target subclasses. Labels are the BREEDS class indices of `class_tables`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import ID_TEST
+from .class_tables import ENTITY30, LIVING17, BreedsClass
+from .imagedata import ClassFolders, ImageShiftDataModule, SetSpec
+from .imagenet import IMAGENET, IMAGENET_TRAIN_DIR, IMAGENET_VAL_DIR
+
+
+class BreedsShift(ImageShiftDataModule):
+    """A BREEDS task: `classes` says which ImageNet subclasses make each class, on each side of the shift."""
+
+    classes: tuple[BreedsClass, ...]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.classes)
+
+    def load(self, spec: SetSpec, path: Path) -> ClassFolders:
+        side = "target" if spec.split == "ood" else "source"
+        labels = {wnid: label for label, c in enumerate(self.classes) for wnid in getattr(c, side)}
+        return ClassFolders(path, labels, require_all=True)
+
+
+class Living17(BreedsShift):
+    name = "living17"
+    classes = LIVING17
+    sets = (
+        SetSpec("train", "train", IMAGENET_TRAIN_DIR, IMAGENET, 44_200),
+        SetSpec(ID_TEST, "id", IMAGENET_VAL_DIR, IMAGENET, 1_700),
+        SetSpec("living17-target", "ood", IMAGENET_VAL_DIR, IMAGENET, 1_700),
+    )
+
+
+class Entity30(BreedsShift):
+    name = "entity30"
+    classes = ENTITY30
+    sets = (
+        SetSpec("train", "train", IMAGENET_TRAIN_DIR, IMAGENET),  # the reference gives no training count
+        SetSpec(ID_TEST, "id", IMAGENET_VAL_DIR, IMAGENET, 6_000),
+        SetSpec("entity30-target", "ood", IMAGENET_VAL_DIR, IMAGENET, 6_000),
+    )

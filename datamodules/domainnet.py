@@ -1,0 +1,64 @@
+"""DomainNet, SENTRY's 40-class subset: sketch (ID) vs real, painting and clipart (OOD).
+
+Layout under the data root:
+    domainnet/<domain>/<class>/<file>.jpg               the DomainNet images (domains clipart, painting, real, sketch)
+    domainnet/<domain>_{train,test}_mini.txt            SENTRY's lists, lines `<domain>/<class>/<file> <label>`
+
+Training: `sketch_train_mini.txt` (5,537); ID evaluation: `sketch_test_mini.txt` (2,399); OOD: the `test` lists
+of real (6,943), painting (2,909) and clipart (1,616). Labels are the lists' own (not alphabetical); each line's
+class folder must be the class its label names in the SENTRY-40 table.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import ID_TEST, DatasetMissing
+from .class_tables import DOMAINNET40
+from .imagedata import DataSource, ImageShiftDataModule, LabeledFiles, SetSpec
+
+DOMAINNET = DataSource(
+    "DomainNet (SENTRY 40-class lists)",
+    "<root>/domainnet/<domain>/<class>/<file>.jpg + <root>/domainnet/<domain>_{train,test}_mini.txt",
+    "images: the clipart, painting, real and sketch zips of https://ai.bu.edu/M3SDA/ unpacked into domainnet/; "
+    "lists: data/DomainNet/txt/*_mini.txt of github.com/virajprabhu/SENTRY copied into domainnet/",
+)
+
+
+def sentry_list_path(domain: str, split: str) -> str:
+    return f"domainnet/{domain}_{split}_mini.txt"
+
+
+def read_sentry_list(list_file: Path) -> LabeledFiles:
+    """The images a SENTRY list names (paths relative to the list's folder) with the list's labels."""
+    paths, labels = [], []
+    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            relative, label_text = line.rsplit(maxsplit=1)
+            label = int(label_text)
+        except ValueError:
+            raise DatasetMissing(list_file, f"line {number} is not '<domain>/<class>/<file> <label>': {line!r}") from None
+        folder = Path(relative).parent.name
+        if not 0 <= label < len(DOMAINNET40) or DOMAINNET40[label] != folder:
+            raise DatasetMissing(list_file, f"line {number}: label {label} is not the SENTRY-40 class of folder {folder!r}")
+        paths.append(list_file.parent / relative)
+        labels.append(label)
+    return LabeledFiles(paths, labels)
+
+
+class DomainNetShift(ImageShiftDataModule):
+    """DomainNet sketch (ID) vs real, painting, clipart (OOD), 40 classes."""
+
+    name = "domainnet"
+    class_names = DOMAINNET40
+    sets = (
+        SetSpec("train", "train", sentry_list_path("sketch", "train"), DOMAINNET, 5_537),
+        SetSpec(ID_TEST, "id", sentry_list_path("sketch", "test"), DOMAINNET, 2_399),
+        SetSpec("real", "ood", sentry_list_path("real", "test"), DOMAINNET, 6_943),
+        SetSpec("painting", "ood", sentry_list_path("painting", "test"), DOMAINNET, 2_909),
+        SetSpec("clipart", "ood", sentry_list_path("clipart", "test"), DOMAINNET, 1_616),
+    )
+
+    def load(self, spec: SetSpec, path: Path) -> LabeledFiles:
+        return read_sentry_list(path)

@@ -1,0 +1,88 @@
+"""FMoW (WILDS): satellite images of the Americas (ID) vs Africa and Europe (OOD), 62 categories.
+
+Layout under the data root (WILDS `fmow` v1.1, as its downloader unpacks it):
+    fmow_v1.1/rgb_metadata.csv            one row per image: split, category, country_code, timestamp, ...
+    fmow_v1.1/country_code_mapping.csv    columns alpha-3 and region (the region's name)
+    fmow_v1.1/images/rgb_img_<i>.png      the image of metadata row i (counting rows from 0)
+
+WILDS's official scheme holds out everything from 2013 on as shifted in time; the paper's shift is geography
+only, so every set here comes from the earlier images: training from the `train` split, evaluation from WILDS's
+in-time validation split `id_val` (the `val` rows before 2013). Regions are chosen by name through the country
+mapping (codes it does not know are "Other"), never by WILDS's integer region index, which depends on row order.
+Categories missing from the Americas training images keep their label: the model keeps 62 outputs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .base import ID_TEST, DatasetMissing
+from .class_tables import FMOW_CATEGORIES
+from .imagedata import DataSource, ImageShiftDataModule, LabeledFiles, SetSpec
+
+FMOW = DataSource(
+    "FMoW (WILDS v1.1)",
+    "<root>/fmow_v1.1/{rgb_metadata.csv,country_code_mapping.csv,images/rgb_img_<i>.png}",
+    "pip install wilds, then python -c \"from wilds import get_dataset; get_dataset('fmow', root_dir='<root>', "
+    "download=True)\" (about 50 GB), which unpacks fmow_v1.1/ into the data root",
+)
+FMOW_DIR = "fmow_v1.1"
+# WILDS's official split scheme (time_after_2016) treats images from 2013 on as shifted in time.
+IN_TIME_BEFORE = pd.Timestamp("2013-01-01", tz="UTC")
+# Each set: (WILDS split, region name).
+SELECTIONS = {"train": ("train", "Americas"), ID_TEST: ("id_val", "Americas"),
+              "africa": ("id_val", "Africa"), "europe": ("id_val", "Europe")}
+
+
+def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DatasetMissing(path, "FMoW metadata file not found")
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DatasetMissing(path, f"not a readable CSV table: {error}") from None
+    absent = [column for column in columns if column not in table.columns]
+    if absent:
+        raise DatasetMissing(path, f"FMoW metadata lacks the column(s) {', '.join(absent)}")
+    return table
+
+
+def read_fmow(directory: Path, split: str, region: str) -> LabeledFiles:
+    """The images of one WILDS in-time split ("train" or "id_val") taken in one region, with WILDS's labels."""
+    metadata = read_table(directory / "rgb_metadata.csv", ("split", "category", "country_code", "timestamp"))
+    countries = read_table(directory / "country_code_mapping.csv", ("alpha-3", "region"))
+    regions = metadata["country_code"].map(dict(zip(countries["alpha-3"], countries["region"]))).fillna("Other")
+    try:
+        in_time = pd.to_datetime(metadata["timestamp"], utc=True, format="ISO8601") < IN_TIME_BEFORE
+    except ValueError as error:
+        raise DatasetMissing(directory / "rgb_metadata.csv", f"unreadable timestamp: {error}") from None
+    wilds_split = {"train": "train", "id_val": "val"}[split]
+    rows = np.flatnonzero(((metadata["split"] == wilds_split) & in_time & (regions == region)).to_numpy())
+    if len(rows) == 0:
+        raise DatasetMissing(directory / "rgb_metadata.csv", f"no {split} images of region {region!r}")
+    category_index = {name: index for index, name in enumerate(FMOW_CATEGORIES)}
+    categories = metadata["category"].iloc[rows]
+    unknown = sorted(set(categories) - set(category_index))
+    if unknown:
+        raise DatasetMissing(directory / "rgb_metadata.csv", f"unknown FMoW categories: {', '.join(map(str, unknown))}")
+    return LabeledFiles([directory / "images" / f"rgb_img_{row}.png" for row in rows],
+                        [category_index[name] for name in categories])
+
+
+class FmowShift(ImageShiftDataModule):
+    """FMoW Americas (ID) vs Africa and Europe (OOD), 62 categories."""
+
+    name = "fmow"
+    class_names = FMOW_CATEGORIES
+    sets = (
+        # The reference gives no per-region counts.
+        SetSpec("train", "train", FMOW_DIR, FMOW),
+        SetSpec(ID_TEST, "id", FMOW_DIR, FMOW),
+        SetSpec("africa", "ood", FMOW_DIR, FMOW),
+        SetSpec("europe", "ood", FMOW_DIR, FMOW),
+    )
+
+    def load(self, spec: SetSpec, path: Path) -> LabeledFiles:
+        return read_fmow(path, *SELECTIONS[spec.name])

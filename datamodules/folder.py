@@ -1,0 +1,59 @@
+"""Your own data as a shift benchmark: image folders for training, ID evaluation and any number of OOD sets.
+
+Benchmark options: `train=DIR`, `id_eval=DIR`, `ood={"<name>": DIR, ...}`, each directory laid out as
+`<class>/<image>` (torchvision's ImageFolder). The classes are the training folders, sorted; an evaluation
+folder may hold only some of them, and a folder that is not a training class is an error. Relative
+directories are taken from the option `root` if given, else from the working directory. The default mode is
+"clean" (model selection on an ID validation split held out from training), since your ID evaluation set is
+then a true test set.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from .base import ID_TEST, ID_VAL, DatasetMissing
+from .imagedata import ClassFolders, DataSource, ImageShiftDataModule, SetSpec, class_folders
+
+FOLDER = DataSource(
+    "image folder",
+    "<dir>/<class>/<image> (ImageFolder layout; the classes are the training folder names)",
+    "your own data, passed as benchmark options train=DIR, id_eval=DIR, ood={NAME: DIR, ...}",
+)
+
+
+class FolderShift(ImageShiftDataModule):
+    """Image folders: `train` (ID training), `id_eval` (ID evaluation), `ood` (named OOD evaluations)."""
+
+    name = "folder"
+    modes = ("clean", "paper")
+    canonical = False
+
+    def __init__(self, train: str, id_eval: str, ood: dict[str, str] | None = None, **kwargs):
+        ood = dict(ood or {})
+        reserved = sorted(set(ood) & {"train", ID_VAL, ID_TEST})
+        if reserved:
+            raise ValueError(f"OOD set names {', '.join(reserved)} are reserved; name your OOD folders otherwise")
+        self.sets = (
+            SetSpec("train", "train", str(train), FOLDER),
+            SetSpec(ID_TEST, "id", str(id_eval), FOLDER),
+            *(SetSpec(name, "ood", str(directory), FOLDER) for name, directory in ood.items()),
+        )
+        super().__init__(**kwargs)
+
+    def data_root_path(self) -> Path:
+        # Only the benchmark's own `root`: a data root set for the canonical benchmarks says nothing of these folders.
+        return Path(self.root or ".").expanduser()
+
+    @cached_property
+    def class_names(self) -> tuple[str, ...]:
+        train = self.sets[0]
+        path = self.locate(train)
+        names = tuple(class_folders(path)) if path.is_dir() else ()
+        if not names:
+            raise self._missing(train, DatasetMissing(path, "no class folders in the training directory"))
+        return names
+
+    def load(self, spec: SetSpec, path: Path) -> ClassFolders:
+        labels = {name: index for index, name in enumerate(self.class_names)}
+        return ClassFolders(path, labels, require_all=spec.split == "train")
