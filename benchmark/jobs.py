@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import platform
+import shutil
 import time
 import traceback
 import warnings
@@ -13,13 +14,15 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from safetensors.torch import load_file, save_file
 
 from lpft_bench.backbones import BackboneSpec, Classifier, build_backbone, resolve_backbone
-from lpft_bench.datamodules import ShiftDataModule, build_datamodule
-from lpft_bench.storage import cache_dir, meaning_hash, write_json
+from lpft_bench.datamodules import ShiftDataModule, benchmark_meaning, build_datamodule
+from lpft_bench.storage import atomic_write, cache_dir, meaning_hash, write_json
 from lpft_bench.strategies import get_strategy
-from lpft_bench.strategies.callbacks import BatchNormEval, EpochRecorder, FrozenBackboneEval
+from lpft_bench.strategies.callbacks import BatchNormEval, EpochRecorder, FinetuneDiagnostics, FrozenBackboneEval
 from lpft_bench.strategies.linear_probe import ProbeResult, cached_features, fit_logistic_path
 from lpft_bench.strategies.module import AdaptationModule, restrict_logits
 from lpft_bench.strategies.phases import Phase
@@ -46,7 +49,7 @@ class Job:
     def meaning(self) -> dict:
         strategy = get_strategy(self.strategy)
         return {
-            "benchmark": {"name": self.benchmark, "options": self.benchmark_options},
+            "benchmark": {"name": self.benchmark, "options": benchmark_meaning(self.benchmark, self.benchmark_options)},
             "backbone": self.backbone_spec().meaning(),
             "strategy": self.strategy,
             "hparams": strategy.hparams(self.hparams),
@@ -111,7 +114,7 @@ def _feature_cache_path(job: Job, set_name: str) -> Path:
     """Features depend on the backbone's weights, the benchmark's data and its seeded split: nothing else."""
     key = meaning_hash({
         "backbone": job.backbone_spec().meaning(),
-        "benchmark": {"name": job.benchmark, "options": job.benchmark_options},
+        "benchmark": {"name": job.benchmark, "options": benchmark_meaning(job.benchmark, job.benchmark_options)},
         "seed": job.seed,
         "set": set_name,
     })
@@ -151,21 +154,50 @@ def run_probe_phase(job: Job, phase: Phase, model: Classifier, dm: ShiftDataModu
             "probe": {"C": probe.C, "path": probe.path}}
 
 
-def run_gradient_phase(phase: Phase, model: Classifier, dm: ShiftDataModule, ctx: RunContext, job_dir: Path) -> tuple[dict, L.Trainer]:
-    """One phase = one `Trainer.fit`: freezing and BatchNorm modes are fixed for the whole fit (safe under DDP)."""
+def reinitialise(backbone: torch.nn.Module, names: tuple[str, ...]) -> None:
+    """Fresh PyTorch-default parameters (and BatchNorm statistics) for exactly the named modules."""
+    for name in names:
+        for module in backbone.get_submodule(name).modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
+def probe_subset(dataset, size: int):
+    """A fixed subset (seed 0, same for every job) on which feature metrics are measured."""
+    if len(dataset) <= size:
+        return dataset
+    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:size]
+    return torch.utils.data.Subset(dataset, sorted(indices.tolist()))
+
+
+def run_gradient_phase(phase: Phase, prepared: "PreparedJob", ctx: RunContext, job_dir: Path, phase_key: str) -> tuple[dict, L.Trainer]:
+    """One phase = one `Trainer.fit`: freezing and BatchNorm modes are fixed for the whole fit (safe under DDP).
+
+    Lightning checkpoints the phase every epoch; a killed phase resumes from `checkpoint_dir/last.ckpt`."""
+    model, dm = prepared.model, prepared.datamodule
+    checkpoint_dir = job_dir / "checkpoints" / phase_key
     if phase.head_init == "random":
-        for layer in model.head.modules():
-            if hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()
+        reinitialise(model, ("head",))
+    reinitialise(model.backbone, phase.reinit)
     recorder = EpochRecorder()
-    callbacks = [recorder]
+    callbacks = [recorder, ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0)]
     if phase.batchnorm == "eval":
         callbacks.append(BatchNormEval())
     if phase.trains == "head":
-        callbacks.append(FrozenBackboneEval())
-    loggers = [CSVLogger(job_dir, name="logs", version=phase.name)]
+        callbacks.append(FrozenBackboneEval(phase.also_train))
+    diagnostics = None
+    if phase.trains == "all":
+        size = prepared.hparams.get("probe_size", 512)
+        diagnostics = FinetuneDiagnostics(
+            train_probe=probe_subset(dm.splits.train_eval, size),
+            eval_probes={s.name: probe_subset(s.dataset, size) for s in dm.eval_sets},
+            splits={s.name: s.split for s in dm.eval_sets},
+            pretrained=prepared.pretrained,
+        )
+        callbacks.append(diagnostics)
+    loggers = [CSVLogger(job_dir, name="logs", version=phase_key)]
     if ctx.tensorboard:
-        loggers.append(TensorBoardLogger(job_dir, name="tensorboard", version=phase.name))
+        loggers.append(TensorBoardLogger(job_dir, name="tensorboard", version=phase_key))
     trainer = L.Trainer(
         max_epochs=phase.epochs,
         accelerator=ctx.accelerator,
@@ -174,18 +206,26 @@ def run_gradient_phase(phase: Phase, model: Classifier, dm: ShiftDataModule, ctx
         precision=ctx.precision,
         callbacks=callbacks,
         logger=loggers,
+        check_val_every_n_epoch=phase.validate_every,
         use_distributed_sampler=False,  # the datamodule shards: padded for training, unpadded for evaluation
         num_sanity_val_steps=0,
-        enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=1,
     )
     module = AdaptationModule(model, phase, dm.eval_sets, dm.num_classes)
+    # Lightning keeps whatever train/eval modes modules have at fit start; a phase starts from train mode
+    # and its callbacks put the frozen parts in eval mode.
+    model.train()
     start = head_state(model.head)
-    trainer.fit(module, datamodule=dm)
-    return {"name": phase.name, "phase": phase.describe(), "start": start, "epochs": recorder.epochs,
-            "end": head_state(model.head)}, trainer
+    last = checkpoint_dir / "last.ckpt"
+    trainer.fit(module, datamodule=dm, ckpt_path=last if last.exists() else None, weights_only=True)
+    result = {"name": phase.name, "phase": phase.describe(), "start": start, "epochs": recorder.epochs,
+              "end": head_state(model.head)}
+    if diagnostics is not None:
+        result["start"].update(diagnostics.start)
+        result.update(diagnostics.end)
+    return result, trainer
 
 
 def select_epoch(phase_record: dict, selection_set: str) -> dict:
@@ -209,6 +249,8 @@ class PreparedJob:
     model: Classifier
     datamodule: ShiftDataModule
     phases: list[Phase]
+    hparams: dict
+    pretrained: dict[str, torch.Tensor]  # the backbone's parameters before any phase
 
 
 def prepare_job(job: Job, ctx: RunContext) -> PreparedJob:
@@ -227,22 +269,42 @@ def prepare_job(job: Job, ctx: RunContext) -> PreparedJob:
     )
     dm.setup("fit")
     model = Classifier(backbone, dm.num_classes, head=hparams.get("head", "linear"))
-    return PreparedJob(model, dm, strategy.phases(job.hparams))
+    pretrained = {k: v.detach().clone() for k, v in backbone.named_parameters()}
+    return PreparedJob(model, dm, strategy.phases(job.hparams), hparams, pretrained)
+
+
+def _save_phase(phase_dir: Path, model: Classifier, record: dict) -> None:
+    """The model after a phase, then its record: a phase directory with a record is complete."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(phase_dir / "model.safetensors", lambda tmp: save_file(state, str(tmp)))
+    write_json(phase_dir / "record.json", record)
 
 
 def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext) -> tuple[list[dict], int, bool]:
-    """Run the phases in order on the prepared model; returns their records, the world size and rank-zero-ness."""
+    """Run the phases in order; completed phases of an interrupted run are loaded, not rerun.
+
+    Returns the phase records, the world size and whether this process is rank zero."""
     model, dm = prepared.model, prepared.datamodule
+    job_dir = ctx.job_dir(job)
     device = torch.device("cuda" if ctx.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
     records, world_size, is_rank_zero = [], 1, True
-    for phase in prepared.phases:
+    for index, phase in enumerate(prepared.phases):
+        phase_key = f"{index}-{phase.name}"
+        phase_dir = job_dir / "phases" / phase_key
+        if (phase_dir / "record.json").exists():
+            records.append(json.loads((phase_dir / "record.json").read_text()))
+            model.load_state_dict(load_file(str(phase_dir / "model.safetensors")))
+            continue
         if phase.trains == "logistic-probe":
             model.to(device)
-            records.append(run_probe_phase(job, phase, model, dm, device))
+            record = run_probe_phase(job, phase, model, dm, device)
         else:
-            result, trainer = run_gradient_phase(phase, model, dm, ctx, ctx.job_dir(job))
-            records.append(result)
+            record, trainer = run_gradient_phase(phase, prepared, ctx, job_dir, phase_key)
             world_size, is_rank_zero = trainer.world_size, trainer.is_global_zero
+        records.append(record)
+        if is_rank_zero:
+            _save_phase(phase_dir, model, record)
+            shutil.rmtree(job_dir / "checkpoints" / phase_key, ignore_errors=True)
     return records, world_size, is_rank_zero
 
 

@@ -24,11 +24,23 @@ BENCHMARKS: dict[str, type[ShiftDataModule]] = {
 }
 
 
+# Options that say where data lives on this machine: they never change what a job means.
+MACHINE_PATH_OPTIONS = ("root", "train", "id_eval")
+
+
+def benchmark_meaning(name: str, options: dict) -> dict:
+    """A benchmark's options without machine paths (`folder`'s OOD sets count by their names)."""
+    meaning = {k: v for k, v in options.items() if k not in MACHINE_PATH_OPTIONS}
+    if isinstance(meaning.get("ood"), dict):
+        meaning["ood"] = sorted(meaning["ood"])
+    return meaning
+
+
 def build_datamodule(name: str, **kwargs) -> ShiftDataModule:
     if name not in BENCHMARKS:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
     return BENCHMARKS[name](**kwargs)
 
 
-__all__ = ["BENCHMARKS", "CheckRow", "CorruptImage", "DataError", "DatasetMissing", "EvalSet", "ID_TEST", "ID_VAL",
+__all__ = ["BENCHMARKS", "benchmark_meaning", "CheckRow", "CorruptImage", "DataError", "DatasetMissing", "EvalSet", "ID_TEST", "ID_VAL",
            "ShiftDataModule", "ShiftSplits", "build_datamodule", "check_benchmarks", "format_check", "write_fake"]

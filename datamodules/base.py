@@ -202,20 +202,19 @@ class ShiftDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         world_size, rank = self._world()
         sampler = None
-        if world_size > 1:
-            if shuffle:
-                sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed)
-            else:
-                sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
+        if shuffle:
+            # Also on one process: Lightning calls set_epoch, so epoch k's order depends only on (seed, k)
+            # and a phase resumed from a checkpoint sees the same batches as an uninterrupted one.
+            sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed)
+        elif world_size > 1:
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
-            generator=torch.Generator().manual_seed(self.seed) if shuffle and sampler is None else None,
         )
 
     def train_dataloader(self) -> DataLoader:

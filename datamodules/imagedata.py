@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from .base import ID_TEST, ID_VAL, CorruptImage, DatasetMissing, EvalSet, ShiftDataModule, ShiftSplits, stratified_sample
+from .base import ID_VAL, CorruptImage, DatasetMissing, EvalSet, ShiftDataModule, ShiftSplits, stratified_sample
 
 DATA_ROOT_VARIABLE = "LPFT_BENCH_DATA"
 

@@ -1,18 +1,22 @@
 """Behaviour of phases, supplied as Lightning callbacks."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Sequence
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .metrics import average_initial_energy, feature_change, parameter_distance
 
 
 class BatchNormEval(Callback):
     """Keeps BatchNorm layers in eval mode while the rest trains: running statistics stay as they were.
 
-    Lightning puts the module in train mode at the start of every training epoch, so this runs after it.
+    Applied at every epoch start, after anything (validation included) that may have changed modes.
     """
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -22,24 +26,117 @@ class BatchNormEval(Callback):
 
 
 class FrozenBackboneEval(Callback):
-    """A frozen backbone runs in eval mode (no BatchNorm statistics drift, no dropout) while the head trains."""
+    """A frozen backbone runs in eval mode (no BatchNorm statistics drift, no dropout) while the head
+    trains; modules trained with the head (re-initialised blocks) stay in train mode."""
+
+    def __init__(self, trained_modules: Sequence[str] = ()):
+        self.trained_modules = tuple(trained_modules)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.model.backbone.eval()
+        backbone = pl_module.model.backbone
+        backbone.eval()
+        for name in self.trained_modules:
+            backbone.get_submodule(name).train()
 
 
 class EpochRecorder(Callback):
-    """Collects every epoch's logged metrics into a list of plain dicts (the job record's history)."""
+    """Collects every evaluated epoch's logged metrics into plain dicts (the job record's history).
 
-    def __init__(self, on_epoch: Callable[[dict], None] | None = None):
+    Its state is saved in Lightning checkpoints, so a resumed phase keeps the epochs run before the crash."""
+
+    def __init__(self):
         self.epochs: list[dict] = []
-        self.on_epoch = on_epoch
+        self._validated = False
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._validated = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._validated = not trainer.sanity_checking
 
     # Lightning validates inside the training epoch; by its end both train and eval metrics are reduced.
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._validated:
+            return
         row = {"epoch": trainer.current_epoch}
         for name, value in trainer.callback_metrics.items():
             row[name] = float(value.item() if isinstance(value, torch.Tensor) else value)
         self.epochs.append(row)
-        if self.on_epoch is not None:
-            self.on_epoch(row)
+
+    def state_dict(self) -> dict:
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.epochs = list(state_dict["epochs"])
+
+
+@torch.no_grad()
+def _outputs(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256):
+    """Features, logits and labels of `dataset` in eval mode; the model's train/eval state is restored after."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    features, logits, labels = [], [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size):
+        z = model.backbone(x.to(device))
+        features.append(z.float().cpu())
+        logits.append(model.head(z).float().cpu())
+        labels.append(y)
+    for module, mode in modes.items():
+        module.training = mode
+    return torch.cat(features), torch.cat(logits), torch.cat(labels)
+
+
+class FinetuneDiagnostics(Callback):
+    """What Ren et al. and Kumar et al. measure around fine-tuning, on fixed probe subsets, in eval mode.
+
+    At the start of the fit: accuracy and loss of the starting head on training data, the average initial
+    energy, the head norm, and the features z_0 of every probe set. At its end: feature change z_0 -> z_T
+    per evaluation set, its ID/OOD ratio, and the backbone's distance from the pretrained weights.
+    The start state is checkpointed, so a resumed fit still compares with the true z_0.
+    """
+
+    def __init__(self, train_probe: Dataset, eval_probes: dict[str, Dataset], splits: dict[str, str],
+                 pretrained: dict[str, torch.Tensor]):
+        self.train_probe = train_probe
+        self.eval_probes = eval_probes
+        self.splits = splits
+        self.pretrained = pretrained
+        self.start: dict = {}
+        self.initial_features: dict[str, torch.Tensor] = {}
+        self.end: dict = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.start:  # restored from a checkpoint: the fit had already begun
+            return
+        model, device = pl_module.model, pl_module.device
+        _, logits, labels = _outputs(model, self.train_probe, device)
+        head_norm = torch.sqrt(sum((p.detach().double() ** 2).sum() for p in model.head.parameters()))
+        self.start = {
+            "train_acc": float((logits.argmax(-1) == labels).float().mean()),
+            "train_loss": float(F.cross_entropy(logits, labels)),
+            "average_initial_energy": average_initial_energy(logits, labels),
+            "head_norm": float(head_norm),
+        }
+        self.initial_features = {name: _outputs(model, ds, device)[0] for name, ds in self.eval_probes.items()}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        model, device = pl_module.model, pl_module.device
+        change = {name: feature_change(self.initial_features[name], _outputs(model, ds, device)[0])
+                  for name, ds in self.eval_probes.items()}
+        id_sets = [n for n in change if self.splits[n] == "id"]
+        id_distance = sum(change[n]["distance"] for n in id_sets) / max(len(id_sets), 1)
+        ratios = {n: id_distance / change[n]["distance"] if change[n]["distance"] > 0 else float("nan")
+                  for n in change if self.splits[n] == "ood"}
+        backbone = {k: v for k, v in model.backbone.named_parameters()}
+        self.end = {
+            "feature_change": change,
+            "id_over_ood_feature_change": ratios,
+            "backbone_distance_from_pretrained": parameter_distance(self.pretrained, backbone),
+        }
+
+    def state_dict(self) -> dict:
+        return {"start": self.start, "initial_features": self.initial_features}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.start = dict(state_dict["start"])
+        self.initial_features = dict(state_dict["initial_features"])

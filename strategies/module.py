@@ -27,6 +27,9 @@ def set_trainable(model: nn.Module, phase: Phase) -> None:
     """Gradients flow only where the phase trains; a frozen part is never handed to the optimiser."""
     for p in model.backbone.parameters():
         p.requires_grad_(phase.trains == "all")
+    for name in phase.also_train:
+        for p in model.backbone.get_submodule(name).parameters():
+            p.requires_grad_(True)
     for p in model.head.parameters():
         p.requires_grad_(True)
 
@@ -78,6 +81,8 @@ class AdaptationModule(L.LightningModule):
             optimiser = torch.optim.AdamW(params, lr=self.phase.lr, weight_decay=self.phase.weight_decay)
         else:
             raise ValueError(f"unknown optimizer {self.phase.optimizer!r}; expected 'sgd' or 'adamw'")
+        if self.phase.schedule == "constant":
+            return optimiser
         # Cosine decay stepped once per epoch, no warm-up (the paper's schedule).
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(self.phase.epochs, 1))
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}

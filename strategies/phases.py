@@ -12,11 +12,15 @@ BATCHNORM_MODES = ("train", "eval")
 class Phase:
     """What trains, for how long, how, and from which head.
 
-    trains: "all" (backbone and head), "head" (backbone frozen and in eval mode), or
-        "logistic-probe" (the paper's LP: cached eval-mode features, standardised, L2 logistic
-        regression over a regularisation path chosen on ID validation).
+    trains: "all" (backbone and head), "head" (backbone frozen and in eval mode, except the modules
+        named in `also_train`), or "logistic-probe" (the paper's LP: cached eval-mode features,
+        standardised, L2 logistic regression over a regularisation path chosen on ID validation).
     batchnorm: "train" updates running statistics during the phase, "eval" keeps them fixed.
     head_init: "random" (a fresh head) or "keep" (the head the previous phase left).
+    reinit: backbone modules (e.g. ResNet-50 "layer4.2") re-initialised at the start of the phase.
+    schedule: "cosine" (per epoch, no warm-up) or "constant" (head probing: the head after τ epochs
+        is then the same whatever the total, so a τ sweep is a sweep of early stopping).
+    validate_every: evaluate every n epochs (the last epoch is always evaluated).
     """
 
     name: str
@@ -30,12 +34,21 @@ class Phase:
     label_smoothing: float = 0.0
     head_init: str = "keep"
     probe_Cs: tuple[float, ...] = ()
+    also_train: tuple[str, ...] = ()
+    reinit: tuple[str, ...] = ()
+    schedule: str = "cosine"
+    validate_every: int = 1
 
     def __post_init__(self):
         if self.trains not in TRAINS:
             raise ValueError(f"phase {self.name!r}: trains={self.trains!r}, expected one of {TRAINS}")
         if self.batchnorm not in BATCHNORM_MODES:
             raise ValueError(f"phase {self.name!r}: batchnorm={self.batchnorm!r}, expected one of {BATCHNORM_MODES}")
+        if self.epochs and (self.validate_every < 1 or self.epochs % self.validate_every):
+            raise ValueError(f"phase {self.name!r}: validate_every={self.validate_every} must divide epochs={self.epochs} "
+                             "(the last epoch is always evaluated)")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"phase {self.name!r}: schedule={self.schedule!r}, expected 'cosine' or 'constant'")
         if self.head_init not in ("random", "keep"):
             raise ValueError(f"phase {self.name!r}: head_init={self.head_init!r}, expected 'random' or 'keep'")
 
