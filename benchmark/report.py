@@ -1,0 +1,294 @@
+"""A results store as a report: the ID and OOD tables beside the paper's numbers, and figures (each with its numbers
+as CSV) of ID vs OOD accuracy, feature change, and head-probing sweeps against τ."""
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+
+from lpft_bench.storage import atomic_write
+from lpft_bench.strategies import STRATEGIES, get_strategy
+from lpft_bench.tables import format_table, load_records, runs_frame, select_hparams, summary_table
+
+matplotlib.use("Agg")  # figures are only written to files: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+PAPER_TABLES = Path(__file__).resolve().parents[1] / "results" / "paper" / "lpft_paper_tables.csv"
+# The paper gives one DomainNet OOD figure; the authors' analysis treats the real domain as that OOD set.
+PAPER_OOD_SET_NAMES = {"domainnet-ood": "real"}
+HEAD_PROBING_STRATEGIES = tuple(name for name, strategy in STRATEGIES.items()
+                                if any(phase.name == "hp" for phase in strategy.phases()))
+FEATURE_METRICS = ("distance", "dot", "cosine", "norm")
+SWEEP_METRICS = ("ft_val_acc", "average_initial_energy", *FEATURE_METRICS)
+METRIC_LABELS = {
+    "ft_val_acc": "FT validation accuracy (%)",
+    "average_initial_energy": "AIE at FT start",
+    "distance": "‖z_T − z_0‖",
+    "dot": "⟨z_T, z_0⟩",
+    "cosine": "cos(z_T, z_0)",
+    "norm": "‖z_T‖",
+}
+CELL_COLUMNS = ["strategy", "column", "mean", "ci90", "seeds"]
+MARKERS = "osD^vPX*<>ph"
+
+
+def table_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """summary_table's wide layout as one row per (strategy, column): mean, 90% interval, seeds."""
+    names = [c for c in table.columns if not c.endswith(("±90%", "seeds")) and c != "average"]
+    cells = [pd.DataFrame({"strategy": table.index, "column": name, "mean": table[name].to_numpy(),
+                           "ci90": table[f"{name} ±90%"].to_numpy(), "seeds": table[f"{name} seeds"].to_numpy()})
+             for name in names]
+    if not cells:
+        return pd.DataFrame(columns=CELL_COLUMNS)
+    return pd.concat(cells, ignore_index=True).dropna(subset=["mean"]).astype({"seeds": int})
+
+
+def read_paper_tables(path: Path = PAPER_TABLES) -> pd.DataFrame:
+    """Kumar et al.'s rows, each named like a column of this suite's tables (ID: benchmark; OOD: benchmark:set)."""
+    paper = pd.read_csv(path, comment="#")
+    # OOD rows are named by shift (cifar10-stl, imagenet-v2): the benchmark is the part before the dash.
+    benchmark = paper["benchmark"].str.split("-").str[0]
+    eval_set = paper["eval_set"].replace(PAPER_OOD_SET_NAMES)
+    return paper.assign(column=benchmark.where(paper["split"] == "id", benchmark + ":" + eval_set))
+
+
+def paper_comparison(cells: pd.DataFrame, paper: pd.DataFrame, split: str) -> pd.DataFrame:
+    """This suite's cells beside the paper's accuracy (and std) for the columns and strategies both report."""
+    reported = paper.loc[paper["split"] == split, ["column", "strategy", "acc", "std"]]
+    return cells.merge(reported.rename(columns={"acc": "paper", "std": "paper std"}), on=["column", "strategy"])
+
+
+def id_vs_ood_points(id_cells: pd.DataFrame, ood_cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per (benchmark, strategy, OOD set): ID test and OOD accuracy with their 90% intervals."""
+    def prefixed(cells: pd.DataFrame, prefix: str) -> pd.DataFrame:
+        return cells.rename(columns={name: f"{prefix}_{name}" for name in ("mean", "ci90", "seeds")})
+
+    benchmark_and_set = ood_cells["column"].str.split(":", n=1)
+    ood = prefixed(ood_cells, "ood").assign(benchmark=benchmark_and_set.str[0], ood_set=benchmark_and_set.str[1])
+    points = prefixed(id_cells, "id").rename(columns={"column": "benchmark"}).merge(ood, on=["benchmark", "strategy"])
+    return points[["benchmark", "strategy", "ood_set", "id_mean", "id_ci90", "id_seeds",
+                   "ood_mean", "ood_ci90", "ood_seeds"]].sort_values(["benchmark", "strategy", "ood_set"])
+
+
+def finetune_phase(record: dict) -> dict | None:
+    """The full fine-tuning phase (the one with feature diagnostics), if the strategy has one."""
+    return next((phase for phase in reversed(record["phases"]) if "feature_change" in phase), None)
+
+
+def _seed_statistics(per_job: pd.DataFrame, keys: list[str], metrics: tuple[str, ...]) -> pd.DataFrame:
+    long = per_job.melt(id_vars=keys, value_vars=list(metrics), var_name="metric")
+    return long.groupby([*keys, "metric"], as_index=False, sort=True)["value"].agg(
+        mean="mean", std="std", seeds="count")
+
+
+def feature_change_summary(records: list[dict], selected: pd.DataFrame) -> pd.DataFrame:
+    """Mean feature distance and cosine on ID and OOD sets, per strategy at its selected hyperparameters:
+    averaged over the sets of a split within a job, then mean ± std over seeds."""
+    by_id = {record["job_id"]: record for record in records}
+    rows = []
+    for job_id in selected["job_id"].unique():
+        record = by_id[job_id]
+        finetune = finetune_phase(record)
+        if finetune is None:
+            continue
+        for eval_set, change in finetune["feature_change"].items():
+            rows.append({"benchmark": record["job"]["benchmark"], "strategy": record["job"]["strategy"],
+                         "job_id": job_id, "split": record["eval_sets"][eval_set]["split"],
+                         "distance": change["distance"], "cosine": change["cosine"]})
+    if not rows:
+        return pd.DataFrame()
+    per_job = pd.DataFrame(rows).groupby(["benchmark", "strategy", "job_id", "split"], as_index=False).mean()
+    return _seed_statistics(per_job.drop(columns="job_id"), ["benchmark", "strategy", "split"], ("distance", "cosine"))
+
+
+def sweep_series(strategy: str, hparams: dict) -> str:
+    """Label-smoothed head probing is a different curve for every smoothing η."""
+    return f"{strategy} η={hparams['hp_smoothing']}" if "hp_smoothing" in hparams else strategy
+
+
+def head_probing_jobs(records: list[dict]) -> pd.DataFrame:
+    """One row per head-probing job kept for the sweep: its series, τ, seed, FT validation accuracy, AIE and
+    feature change on its selection set. Within a (series, τ) point, other swept hyperparameters (e.g. lr)
+    are chosen as everywhere else: best mean selection-set accuracy over seeds."""
+    sweep = [r for r in records if r.get("status") == "done" and r["job"]["strategy"] in HEAD_PROBING_STRATEGIES]
+    if not sweep:
+        return pd.DataFrame()
+    points = {}
+    for record in sweep:
+        hparams = get_strategy(record["job"]["strategy"]).hparams(record["job"]["hparams"])
+        points[record["job_id"]] = (sweep_series(record["job"]["strategy"], hparams), hparams["hp_epochs"])
+    runs = runs_frame(sweep)
+    # select_hparams picks per strategy; keyed by sweep point it picks per (series, τ) instead.
+    chosen = set(select_hparams(runs.assign(strategy=runs["job_id"].map(lambda job_id: str(points[job_id]))))["job_id"])
+    rows = []
+    for record in sweep:
+        if False:
+            continue
+        selection_set = record["selection"]["set"]
+        finetune = finetune_phase(record)
+        series, tau = points[record["job_id"]]
+        change = finetune["feature_change"][selection_set]
+        rows.append({"benchmark": record["job"]["benchmark"], "series": series, "tau": tau,
+                     "seed": record["job"]["seed"],
+                     "ft_val_acc": 100.0 * record["final"][selection_set],
+                     "average_initial_energy": finetune["start"]["average_initial_energy"],
+                     **{metric: change[metric] for metric in FEATURE_METRICS}})
+    return pd.DataFrame(rows)
+
+
+def head_probing_summary(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds of every sweep metric, per (benchmark, series, τ)."""
+    return _seed_statistics(jobs, ["benchmark", "series", "tau"], SWEEP_METRICS)
+
+
+def _save_figure(fig: plt.Figure, numbers: pd.DataFrame, png: Path) -> list[str]:
+    """Write the PNG and its numbers beside it; return the report lines that show both."""
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    csv = png.with_suffix(".csv")
+    atomic_write(csv, lambda tmp: numbers.to_csv(tmp, index=False))
+    return [f"![{png.stem}]({png.name})", "", f"Numbers: [{csv.name}]({csv.name})", ""]
+
+
+def plot_id_vs_ood(points: pd.DataFrame, benchmark: str, markers: dict[str, str], png: Path) -> list[str]:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = dict(zip(sorted(points["ood_set"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for (strategy, ood_set), point in points.groupby(["strategy", "ood_set"]):
+        ax.errorbar(point["id_mean"], point["ood_mean"], xerr=point["id_ci90"], yerr=point["ood_ci90"],
+                    marker=markers[strategy], color=colors[ood_set], linestyle="none", capsize=3,
+                    label=f"{strategy}, {ood_set}")
+    ax.set_xlabel("ID test accuracy (%)")
+    ax.set_ylabel("OOD accuracy (%)")
+    ax.set_title(f"{benchmark}: ID vs OOD (90% interval over seeds)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return _save_figure(fig, points, png)
+
+
+def plot_feature_change(summary: pd.DataFrame, benchmark: str, png: Path) -> list[str]:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, metric in zip(axes, ("distance", "cosine")):
+        part = summary[summary["metric"] == metric]
+        means = part.pivot(index="strategy", columns="split", values="mean")
+        stds = part.pivot(index="strategy", columns="split", values="std")
+        means.plot.bar(ax=ax, yerr=stds, capsize=3, rot=0)
+        ax.set_title(f"{METRIC_LABELS[metric]}, mean over samples")
+        ax.set_xlabel("")
+    fig.suptitle(f"{benchmark}: feature change during FT (mean ± std over seeds)")
+    fig.tight_layout()
+    return _save_figure(fig, summary, png)
+
+
+def plot_head_probing(summary: pd.DataFrame, benchmark: str, png: Path) -> list[str]:
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for ax, metric in zip(axes.flat, SWEEP_METRICS):
+        for series, curve in summary[summary["metric"] == metric].groupby("series"):
+            ax.errorbar(curve["tau"], curve["mean"], yerr=curve["std"], marker="o", capsize=3, label=series)
+        ax.set_xscale("symlog", linthresh=1)  # τ = 0 (plain FT) belongs on the axis beside τ in the hundreds
+        ax.set_xlabel("τ (head-probing epochs)")
+        ax.set_title(METRIC_LABELS[metric])
+    axes.flat[0].legend(fontsize="small")
+    fig.suptitle(f"{benchmark}: head probing for τ epochs, then FT (mean ± std over seeds)")
+    fig.tight_layout()
+    return _save_figure(fig, summary, png)
+
+
+def _table_section(split: str, title: str, table: pd.DataFrame, benchmarks: list[str], out: Path) -> list[str]:
+    csv = f"{split}.csv"
+    atomic_write(out / csv, lambda tmp: table.to_csv(tmp))
+    lines = [f"## {title}", "", "```text", format_table(table, f"{title}, mean ± 90% interval over seeds"), "```", "",
+             f"Numbers: [{csv}]({csv})", ""]
+    if not PAPER_TABLES.exists():
+        return lines + [f"The paper's tables are not at {PAPER_TABLES}: no comparison.", ""]
+    comparison = paper_comparison(table_cells(table), read_paper_tables(), split)
+    compared = set(comparison["column"].str.split(":").str[0])
+    if not comparison.empty:
+        comparison_csv = f"{split}_vs_paper.csv"
+        atomic_write(out / comparison_csv, lambda tmp: comparison.to_csv(tmp, index=False))
+        lines += ["Beside Kumar et al. 2022 (paper: mean and std over seeds as published):", "", "```text",
+                  comparison.to_string(index=False, float_format="{:.1f}".format), "```", "",
+                  f"Numbers: [{comparison_csv}]({comparison_csv})", ""]
+    unmatched = [b for b in benchmarks if b not in compared]
+    if unmatched:
+        lines += [f"Kumar et al. 2022 report no {split.upper()} numbers for {', '.join(unmatched)}: no paper comparison.", ""]
+    return lines
+
+
+def _id_vs_ood_section(id_table: pd.DataFrame, ood_table: pd.DataFrame, out: Path) -> list[str]:
+    lines = ["## ID vs OOD accuracy", "",
+             "One marker per strategy at its selected hyperparameters, one point per OOD set; "
+             "error bars: 90% interval over seeds.", ""]
+    points = id_vs_ood_points(table_cells(id_table), table_cells(ood_table))
+    if points.empty:
+        return lines + ["No benchmark in this store has both ID test and OOD accuracy: no scatter.", ""]
+    markers = dict(zip(sorted(points["strategy"].unique()), itertools.cycle(MARKERS)))
+    for benchmark, part in points.groupby("benchmark"):
+        lines += [f"### {benchmark}", ""] + plot_id_vs_ood(part, benchmark, markers, out / f"id_vs_ood_{benchmark}.png")
+    return lines
+
+
+def _feature_change_section(records: list[dict], selected: pd.DataFrame, out: Path) -> list[str]:
+    lines = ["## Feature change during fine-tuning", "",
+             "Mean over probe samples of ‖z_T − z_0‖ and cos(z_T, z_0) between the features before and after the "
+             "FT phase, averaged over the ID (resp. OOD) sets, for the selected-hyperparameter jobs; "
+             "mean ± std over seeds.", ""]
+    summary = feature_change_summary(records, selected)
+    if summary.empty:
+        return lines + ["No finished job in this store has a full fine-tuning phase: no feature change to show.", ""]
+    for benchmark, part in summary.groupby("benchmark"):
+        lines += [f"### {benchmark}", ""] + plot_feature_change(part, benchmark, out / f"feature_change_{benchmark}.png")
+    return lines
+
+
+def _head_probing_section(records: list[dict], out: Path) -> list[str]:
+    lines = ["## Head probing: HPτ-FT against τ", "",
+             "FT validation accuracy (selection set), average initial energy at FT start, and feature change "
+             "on the selection set, against the number τ of head-probing epochs; mean ± std over seeds. "
+             "Label-smoothed head probing (lshp-ft) is one series per smoothing η.", ""]
+    jobs = head_probing_jobs(records)
+    if jobs.empty:
+        return lines + [f"No head-probing sweep in this store (no finished {', '.join(HEAD_PROBING_STRATEGIES)} jobs).", ""]
+    summary = head_probing_summary(jobs)
+    for benchmark, part in summary.groupby("benchmark"):
+        lines += [f"### {benchmark}", ""] + plot_head_probing(part, benchmark, out / f"head_probing_{benchmark}.png")
+    return lines
+
+
+def write_report(store: Path, out: Path | None = None) -> Path:
+    """Write report.md, its figures and their CSVs into `out` (default `<store>/report`); return report.md's path."""
+    store = Path(store)
+    out = Path(out) if out is not None else store / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    records = load_records(store)
+    selected = select_hparams(runs_frame(records))
+    id_table, ood_table = summary_table(selected, "id"), summary_table(selected, "ood")
+    done = [r for r in records if r.get("status") == "done"]
+    failed = [r["job_id"] for r in records if r.get("status") == "failed"]
+    benchmarks = sorted(selected["benchmark"].unique())
+    lines = [f"# lpft-bench report: {store}", "",
+             f"{len(done)} finished job(s); {len(failed)} failed" + (f": {', '.join(failed)}" if failed else "") + ".",
+             "Accuracy in %, at each strategy's hyperparameters with the best mean selection-set accuracy.", ""]
+    lines += _table_section("id", "ID accuracy (%)", id_table, benchmarks, out)
+    lines += _table_section("ood", "OOD accuracy (%)", ood_table, benchmarks, out)
+    lines += _id_vs_ood_section(id_table, ood_table, out)
+    lines += _feature_change_section(records, selected, out)
+    lines += _head_probing_section(records, out)
+    report = out / "report.md"
+    atomic_write(report, lambda tmp: tmp.write_text("\n".join(lines)))
+    return report
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `lpft-bench report`."""
+    parser.add_argument("--store", default="results/quickstart", help="results store (holds jobs/<job id>/record.json)")
+    parser.add_argument("--out", help="report directory (default: STORE/report)")
+
+
+def main_report(args: argparse.Namespace) -> int:
+    """Entry point of `lpft-bench report`."""
+    report = write_report(Path(args.store), Path(args.out) if args.out else None)
+    print(f"wrote {report}")
+    return 0
