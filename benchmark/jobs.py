@@ -280,8 +280,26 @@ def _save_phase(phase_dir: Path, model: Classifier, record: dict) -> None:
     write_json(phase_dir / "record.json", record)
 
 
+def phase_key(job: Job, phases: list[Phase], index: int) -> str:
+    """Identity of the model state after phases[:index + 1]: jobs sharing that prefix share its result
+    (lp-ft reuses the lp job's probe, hp-ft jobs that differ only in their FT learning rate share one HP)."""
+    prefix = phases[: index + 1]
+    hparams = get_strategy(job.strategy).hparams(job.hparams)
+    trained_by_gradient = any(p.trains != "logistic-probe" for p in prefix)
+    meaning = {
+        "benchmark": {"name": job.benchmark, "options": benchmark_meaning(job.benchmark, job.benchmark_options)},
+        "backbone": job.backbone_spec().meaning(),
+        "pretrained": get_strategy(job.strategy).pretrained,
+        "seed": job.seed,
+        "training": {k: hparams.get(k) for k in ("batch_size", "head", "probe_size")} if trained_by_gradient else {},
+        "phases": [p.describe() for p in prefix],
+    }
+    return f"{index}-{prefix[-1].name}-{meaning_hash(meaning)}"
+
+
 def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext) -> tuple[list[dict], int, bool]:
-    """Run the phases in order; completed phases of an interrupted run are loaded, not rerun.
+    """Run the phases in order. A phase whose result is in the store (this job's earlier, interrupted run,
+    or another job with the same phase prefix) is loaded, not rerun.
 
     Returns the phase records, the world size and whether this process is rank zero."""
     model, dm = prepared.model, prepared.datamodule
@@ -289,22 +307,22 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext) -> tuple[list[d
     device = torch.device("cuda" if ctx.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
     records, world_size, is_rank_zero = [], 1, True
     for index, phase in enumerate(prepared.phases):
-        phase_key = f"{index}-{phase.name}"
-        phase_dir = job_dir / "phases" / phase_key
+        key = phase_key(job, prepared.phases, index)
+        phase_dir = Path(ctx.out) / "phases" / key
         if (phase_dir / "record.json").exists():
-            records.append(json.loads((phase_dir / "record.json").read_text()))
+            records.append({**json.loads((phase_dir / "record.json").read_text()), "reused": key})
             model.load_state_dict(load_file(str(phase_dir / "model.safetensors")))
             continue
         if phase.trains == "logistic-probe":
             model.to(device)
             record = run_probe_phase(job, phase, model, dm, device)
         else:
-            record, trainer = run_gradient_phase(phase, prepared, ctx, job_dir, phase_key)
+            record, trainer = run_gradient_phase(phase, prepared, ctx, job_dir, key)
             world_size, is_rank_zero = trainer.world_size, trainer.is_global_zero
         records.append(record)
         if is_rank_zero:
             _save_phase(phase_dir, model, record)
-            shutil.rmtree(job_dir / "checkpoints" / phase_key, ignore_errors=True)
+            shutil.rmtree(job_dir / "checkpoints" / key, ignore_errors=True)
     return records, world_size, is_rank_zero
 
 

@@ -125,7 +125,7 @@ def head_probing_jobs(records: list[dict]) -> pd.DataFrame:
     chosen = set(select_hparams(runs.assign(strategy=runs["job_id"].map(lambda job_id: str(points[job_id]))))["job_id"])
     rows = []
     for record in sweep:
-        if False:
+        if record["job_id"] not in chosen:
             continue
         selection_set = record["selection"]["set"]
         finetune = finetune_phase(record)

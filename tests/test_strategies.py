@@ -22,8 +22,10 @@ def _ctx(tmp_path):
     return RunContext(out=tmp_path / "store", accelerator="cpu")
 
 
-def _backbone_after(ctx, job, phase_key):
-    state = load_file(str(ctx.job_dir(job) / "phases" / phase_key / "model.safetensors"))
+def _backbone_after(ctx, job, phase_prefix):
+    """The backbone as the store saved it after the phase whose key starts with `phase_prefix` (e.g. "0-hp")."""
+    (phase_dir,) = (ctx.out / "phases").glob(f"{phase_prefix}-*")
+    state = load_file(str(phase_dir / "model.safetensors"))
     return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
 
 
@@ -126,13 +128,14 @@ def test_job_killed_mid_phase_resumes_in_that_phase_from_the_right_head(tmp_path
     killed = RunContext(out=tmp_path / "killed", accelerator="cpu")
     command = [sys.executable, "-m", "lpft_bench.jobs", json.dumps(job.to_dict()), json.dumps(killed.to_dict())]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = killed.job_dir(job) / "checkpoints" / "1-ft" / "last.ckpt"
+    checkpoints = killed.job_dir(job) / "checkpoints"
     deadline = time.time() + 300
-    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+    while not list(checkpoints.glob("1-ft-*/last.ckpt")) and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert checkpoint.exists() and not (killed.job_dir(job) / "done").exists(), "the job must die inside FT"
+    assert list(checkpoints.glob("1-ft-*/last.ckpt")), "the job must die inside FT, after a checkpoint"
+    assert not (killed.job_dir(job) / "done").exists()
 
     resumed = run_job(job, killed)
     uninterrupted = run_job(job, RunContext(out=tmp_path / "clean", accelerator="cpu"))
