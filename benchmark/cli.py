@@ -1,4 +1,4 @@
-"""The `lpft-bench` command line."""
+"""The `lpft-bench` command line: run, status, collect, report, list, data, theory, bench."""
 from __future__ import annotations
 
 import argparse
@@ -7,30 +7,83 @@ import sys
 from pathlib import Path
 
 
+def _data_root(args: argparse.Namespace) -> str | None:
+    return args.data_root or os.environ.get("LPFT_BENCH_DATA")
+
+
+def _suite_jobs(args: argparse.Namespace):
+    from lpft_bench.suites import get_suite
+
+    suite = get_suite("paper" if args.all else args.suite)
+    overrides = {"epochs": args.epochs} if args.epochs is not None else None
+    return suite, suite.expand(benchmarks=args.benchmarks, strategies=args.strategies, seeds=args.seeds, overrides=overrides)
+
+
+def _fake_data_root(out: Path, benchmarks: set[str]) -> Path:
+    """Tiny fakes of every benchmark's canonical layout, written once into the store."""
+    from lpft_bench.datamodules import write_fake
+
+    root = out / "fake-data"
+    for benchmark in sorted(benchmarks - {"digits"}):
+        marker = root / f".{benchmark}.written"
+        if not marker.exists():
+            write_fake(benchmark, root)
+            marker.touch()
+    return root
+
+
+def _missing_data(data_root: str | None, benchmarks: set[str]) -> str | None:
+    """Before anything trains: the check's report of every set these benchmarks need that is not on disk."""
+    from lpft_bench.datamodules import check_benchmarks, format_check
+
+    rows = [row for row in check_benchmarks(data_root) if row.benchmark in benchmarks]
+    if all(row.found for row in rows):
+        return None
+    return "lpft-bench: data missing, nothing was run.\n" + format_check(rows)
+
+
 def _run(args: argparse.Namespace) -> int:
     from lpft_bench.jobs import RunContext
     from lpft_bench.runner import run_matrix
-    from lpft_bench.suites import get_suite
     from lpft_bench.tables import collect
 
-    suite = get_suite(args.suite)
-    overrides = {"epochs": args.epochs} if args.epochs is not None else None
-    jobs = suite.expand(benchmarks=args.benchmarks, strategies=args.strategies, seeds=args.seeds, overrides=overrides)
+    suite, jobs = _suite_jobs(args)
     if args.dry_run:
         for job in jobs:
-            print(f"{job.id}  {job.benchmark:<10} {job.strategy:<8} seed={job.seed} {job.hparams}")
-        print(f"{len(jobs)} jobs")
+            print(f"{job.id}  {job.benchmark:<10} {job.backbone:<18} {job.strategy:<9} seed={job.seed} {job.hparams}")
+        print(f"{len(jobs)} jobs in suite {suite.name}")
         return 0
     out = Path(args.out or Path("results") / suite.name)
-    ctx = RunContext(out=out, data_root=args.data_root or os.environ.get("LPFT_BENCH_DATA"),
-                     accelerator=args.accelerator, devices=args.devices, num_workers=args.num_workers,
-                     tensorboard=args.tensorboard)
+    data_root = _data_root(args)
+    if suite.fake_data and data_root is None:
+        data_root = str(_fake_data_root(out, {job.benchmark for job in jobs}))
+    missing = _missing_data(data_root, {job.benchmark for job in jobs})
+    if missing:
+        print(missing, file=sys.stderr)
+        return 2
+    ctx = RunContext(out=out, data_root=data_root, accelerator=args.accelerator, devices=args.devices,
+                     num_workers=args.num_workers, precision=args.precision, tensorboard=args.tensorboard)
+    slurm = {"cluster": args.slurm_cluster, "nodes": args.nodes}
+    if args.slurm_partition:
+        slurm["slurm_partition"] = args.slurm_partition
     print(f"suite {suite.name}: {len(jobs)} jobs -> {out}", file=sys.stderr)
-    result = run_matrix(jobs, ctx, launcher=args.launcher)
+    result = run_matrix(jobs, ctx, launcher=args.launcher, slots=args.slots, slurm=slurm)
     print(collect(out))
-    print(f"\n{result.done} run, {result.skipped} already done, {result.failed} failed, {result.busy} held by another runner; "
-          f"tables in {out}/runs.csv, id.csv, ood.csv")
+    print(f"\n{result.done} run, {result.skipped} already done, {result.failed} failed, {result.busy} held by another "
+          f"runner; tables in {out}/: runs.csv, id.csv, ood.csv, vs_paper.csv, summary.md")
+    if result.failed:
+        print(f"failed jobs keep their error in {out}/jobs/<id>/record.json; rerun to retry them", file=sys.stderr)
     return 1 if result.failed else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from lpft_bench.runner import store_status
+
+    jobs = _suite_jobs(args)[1] if args.suite or args.all else None
+    out = Path(args.out or Path("results") / ("paper" if args.all else args.suite or "quickstart"))
+    counts = store_status(out, jobs)
+    print(f"{out}: " + ", ".join(f"{counts[k]} {k}" for k in ("done", "running", "failed", "pending")) + f" of {counts['total']}")
+    return 0
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -47,56 +100,117 @@ def _list(args: argparse.Namespace) -> int:
     from lpft_bench.suites import SUITES
 
     print("benchmarks:", ", ".join(BENCHMARKS))
-    print("backbones:", ", ".join(BACKBONES), "(or timm:<model> --checkpoint FILE)")
+    print("backbones:", ", ".join(BACKBONES), "(or timm:<model> with a checkpoint)")
     print("strategies:")
     for strategy in STRATEGIES.values():
         phases = " -> ".join(f"{p.name}[{p.trains}]" for p in strategy.phases())
         grid = ", ".join(f"{k}={list(v)}" for k, v in strategy.grid.items()) or "-"
-        print(f"  {strategy.name:<8} {phases:<40} grid: {grid}\n           {strategy.description}")
+        print(f"  {strategy.name:<10} {phases:<34} grid: {grid}\n             {strategy.description}")
     print("suites:")
     for suite in SUITES.values():
-        print(f"  {suite.name:<10} {len(suite.expand())} jobs: {suite.description}")
+        print(f"  {suite.name:<10} {len(suite.expand()):>5} jobs: {suite.description}")
     return 0
 
 
+def _data_check(args: argparse.Namespace) -> int:
+    from lpft_bench.datamodules import check_benchmarks, format_check
+
+    rows = check_benchmarks(_data_root(args))
+    print(format_check(rows))
+    return 0
+
+
+def _data_fake(args: argparse.Namespace) -> int:
+    from lpft_bench.datamodules import write_fake
+
+    root = write_fake(args.benchmark, args.directory, images_per_class=args.images_per_class)
+    print(f"wrote a fake {args.benchmark} into {root}; run with --data-root {root}")
+    return 0
+
+
+def _add_matrix_arguments(parser: argparse.ArgumentParser, default_suite: str | None) -> None:
+    parser.add_argument("--suite", default=default_suite)
+    parser.add_argument("--all", action="store_true", help="the paper suite: Kumar et al.'s full protocol")
+    parser.add_argument("--out", help="results store (default: results/<suite>)")
+    parser.add_argument("--benchmarks", nargs="+")
+    parser.add_argument("--strategies", nargs="+")
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--epochs", type=int, help="override every gradient phase's epochs (smoke runs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from lpft_bench.report import add_report_arguments, main_report
+    from lpft_bench.theory import add_theory_arguments, main_theory
+
     parser = argparse.ArgumentParser(prog="lpft-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command")
 
     run = commands.add_parser("run", help="run a suite's matrix into a results store, then write its tables")
-    run.add_argument("--suite", default="quickstart")
-    run.add_argument("--out", help="results store (default: results/<suite>)")
-    run.add_argument("--benchmarks", nargs="+")
-    run.add_argument("--strategies", nargs="+")
-    run.add_argument("--seeds", nargs="+", type=int)
-    run.add_argument("--epochs", type=int, help="override every gradient phase's epochs (smoke runs)")
+    _add_matrix_arguments(run, "quickstart")
     run.add_argument("--data-root", help="root of the datasets (default: $LPFT_BENCH_DATA)")
     run.add_argument("--accelerator", default="auto")
     run.add_argument("--devices", type=int, default=1, help="devices per job (>1: Lightning DDP inside the job)")
+    run.add_argument("--precision", help="Lightning precision, e.g. bf16-mixed on GPUs")
     run.add_argument("--num-workers", type=int, default=0)
-    run.add_argument("--launcher", default="inline", choices=["inline", "local"],
-                     help="inline: jobs in this process (no per-job import cost); local: one subprocess per job")
+    run.add_argument("--launcher", default="inline", choices=["inline", "local", "pool", "slurm"],
+                     help="inline: jobs in this process; local: a subprocess per job; pool: --slots at once; "
+                          "slurm: submitit")
+    run.add_argument("--slots", type=int, default=1, help="pool: jobs at once (each gets --devices GPUs)")
+    run.add_argument("--slurm-partition")
+    run.add_argument("--slurm-cluster", help="submitit cluster (default: auto; 'local' runs without SLURM)")
+    run.add_argument("--nodes", type=int, default=1, help="slurm: nodes per job (multi-node DDP)")
     run.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs per phase")
     run.add_argument("--dry-run", action="store_true", help="print the expanded jobs and their count")
     run.set_defaults(func=_run)
+
+    status = commands.add_parser("status", help="done/running/failed/pending jobs of a store, running nothing")
+    _add_matrix_arguments(status, None)
+    status.set_defaults(func=_status)
 
     collect = commands.add_parser("collect", help="(re)write the tables of a results store")
     collect.add_argument("--out", default="results/quickstart")
     collect.set_defaults(func=_collect)
 
+    report = commands.add_parser("report", help="tables beside the paper's, and figures, from a results store")
+    add_report_arguments(report)
+    report.set_defaults(func=main_report)
+
     listing = commands.add_parser("list", help="benchmarks, backbones, strategies and suites")
     listing.set_defaults(func=_list)
+
+    data = commands.add_parser("data", help="check the datasets on disk, or write tiny fakes of their layouts")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    check = data_commands.add_parser("check", help="found/missing and image counts of every set of every benchmark")
+    check.add_argument("--data-root", help="root of the datasets (default: $LPFT_BENCH_DATA)")
+    check.set_defaults(func=_data_check)
+    fake = data_commands.add_parser("fake", help="write a tiny dataset in a benchmark's canonical layout")
+    fake.add_argument("benchmark")
+    fake.add_argument("directory")
+    fake.add_argument("--images-per-class", type=int, default=2)
+    fake.set_defaults(func=_data_fake)
+
+    theory = commands.add_parser("theory", help="Kumar et al.'s two-layer linear network: LP vs FT OOD error as ε → 0")
+    add_theory_arguments(theory)
+    theory.set_defaults(func=lambda args: main_theory(args) and 0)
+
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from lpft_bench.datamodules import DataError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv or ["run"])
     if args.command is None:
-        args = build_parser().parse_args(["run", *(argv or [])])
+        args = parser.parse_args(["run", *argv])
     try:
         return args.func(args)
-    except KeyError as error:
-        print(f"lpft-bench: {error.args[0]}", file=sys.stderr)
+    except DataError as error:
+        print(f"lpft-bench: {error}", file=sys.stderr)
+        return 2
+    except (KeyError, FileNotFoundError, ValueError) as error:
+        print(f"lpft-bench: {error.args[0] if error.args else error}", file=sys.stderr)
         return 2
 
 

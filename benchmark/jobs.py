@@ -361,7 +361,8 @@ def record_failure(job: Job, ctx: RunContext, error: BaseException) -> dict:
         "job_id": job.id,
         "job": job.to_dict(),
         "status": "failed",
-        "error": "".join(traceback.format_exception(error)),
+        "error": f"{type(error).__name__}: {error}",
+        "traceback": "".join(traceback.format_exception(error)),
     }
     write_json(ctx.job_dir(job) / "record.json", record)
     return record

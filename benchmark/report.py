@@ -11,14 +11,20 @@ import pandas as pd
 
 from lpft_bench.storage import atomic_write
 from lpft_bench.strategies import STRATEGIES, get_strategy
-from lpft_bench.tables import format_table, load_records, runs_frame, select_hparams, summary_table
+from lpft_bench.tables import (
+    format_table,
+    load_records,
+    paper_comparison,
+    read_paper_tables,
+    runs_frame,
+    select_hparams,
+    summary_table,
+    table_cells,
+)
 
 matplotlib.use("Agg")  # figures are only written to files: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-PAPER_TABLES = Path(__file__).resolve().parents[1] / "results" / "paper" / "lpft_paper_tables.csv"
-# The paper gives one DomainNet OOD figure; the authors' analysis treats the real domain as that OOD set.
-PAPER_OOD_SET_NAMES = {"domainnet-ood": "real"}
 HEAD_PROBING_STRATEGIES = tuple(name for name, strategy in STRATEGIES.items()
                                 if any(phase.name == "hp" for phase in strategy.phases()))
 FEATURE_METRICS = ("distance", "dot", "cosine", "norm")
@@ -31,34 +37,7 @@ METRIC_LABELS = {
     "cosine": "cos(z_T, z_0)",
     "norm": "‖z_T‖",
 }
-CELL_COLUMNS = ["strategy", "column", "mean", "ci90", "seeds"]
 MARKERS = "osD^vPX*<>ph"
-
-
-def table_cells(table: pd.DataFrame) -> pd.DataFrame:
-    """summary_table's wide layout as one row per (strategy, column): mean, 90% interval, seeds."""
-    names = [c for c in table.columns if not c.endswith(("±90%", "seeds")) and c != "average"]
-    cells = [pd.DataFrame({"strategy": table.index, "column": name, "mean": table[name].to_numpy(),
-                           "ci90": table[f"{name} ±90%"].to_numpy(), "seeds": table[f"{name} seeds"].to_numpy()})
-             for name in names]
-    if not cells:
-        return pd.DataFrame(columns=CELL_COLUMNS)
-    return pd.concat(cells, ignore_index=True).dropna(subset=["mean"]).astype({"seeds": int})
-
-
-def read_paper_tables(path: Path = PAPER_TABLES) -> pd.DataFrame:
-    """Kumar et al.'s rows, each named like a column of this suite's tables (ID: benchmark; OOD: benchmark:set)."""
-    paper = pd.read_csv(path, comment="#")
-    # OOD rows are named by shift (cifar10-stl, imagenet-v2): the benchmark is the part before the dash.
-    benchmark = paper["benchmark"].str.split("-").str[0]
-    eval_set = paper["eval_set"].replace(PAPER_OOD_SET_NAMES)
-    return paper.assign(column=benchmark.where(paper["split"] == "id", benchmark + ":" + eval_set))
-
-
-def paper_comparison(cells: pd.DataFrame, paper: pd.DataFrame, split: str) -> pd.DataFrame:
-    """This suite's cells beside the paper's accuracy (and std) for the columns and strategies both report."""
-    reported = paper.loc[paper["split"] == split, ["column", "strategy", "acc", "std"]]
-    return cells.merge(reported.rename(columns={"acc": "paper", "std": "paper std"}), on=["column", "strategy"])
 
 
 def id_vs_ood_points(id_cells: pd.DataFrame, ood_cells: pd.DataFrame) -> pd.DataFrame:

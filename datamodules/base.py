@@ -218,7 +218,11 @@ class ShiftDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.splits.train, self.batch_size, shuffle=True)
+        # batch_size is the global batch (the paper's): under DDP each process takes its share.
+        world_size, _ = self._world()
+        if self.batch_size % world_size:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by the {world_size} DDP processes")
+        return self._loader(self.splits.train, self.batch_size // world_size, shuffle=True)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(s.dataset, self.eval_batch_size, shuffle=False) for s in self.eval_sets]
