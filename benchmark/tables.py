@@ -76,9 +76,10 @@ def summary_table(selected: pd.DataFrame, split: str) -> pd.DataFrame:
     for name in sorted(stats["column"].unique()):
         table[name] = wide[("mean", name)]
         table[f"{name} ±90%"] = wide[("ci90", name)]
-        table[f"{name} seeds"] = wide[("seeds", name)]
+        table[f"{name} seeds"] = wide[("seeds", name)].astype("Int64")
     means = [c for c in table.columns if not c.endswith(("±90%", "seeds"))]
-    table["average"] = table[means].mean(axis=1)
+    # Like the paper's averages: over every column, so a strategy with a missing cell has no average.
+    table["average"] = table[means].mean(axis=1, skipna=False)
     return table.round(2)
 
 
@@ -90,7 +91,7 @@ def format_table(table: pd.DataFrame, title: str) -> str:
     for name in [c for c in table.columns if not c.endswith(("±90%", "seeds")) and c != "average"]:
         shown[name] = ["—" if pd.isna(m) else f"{m:.1f} (n={int(n)})" if pd.isna(ci) else f"{m:.1f} ± {ci:.1f} (n={int(n)})"
                        for m, ci, n in zip(table[name], table[f"{name} ±90%"], table[f"{name} seeds"].fillna(0))]
-    shown["average"] = table["average"].map(lambda v: f"{v:.1f}")
+    shown["average"] = table["average"].map(lambda v: "—" if pd.isna(v) else f"{v:.1f}")
     return f"{title}\n{shown.to_string()}"
 
 

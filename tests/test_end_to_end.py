@@ -84,3 +84,18 @@ def test_efficientnet_lite0_package_weights_classify_real_imagenet_photos(tmp_pa
             correct += (model(x).argmax(-1) == torch.tensor(imagenet_index)[y]).sum().item()
     # 1000-way top-1 (the published ImageNet figure is about 75%); a mis-mapped tensor gives about 0.
     assert correct / len(subset) > 0.6
+
+
+@pytest.mark.slow
+def test_smoke_suite_runs_every_benchmark_and_strategy_on_fakes_to_tables(tmp_path, capsys):
+    out = tmp_path / "smoke"
+    assert main(["run", "--suite", "smoke", "--out", str(out)]) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    from lpft_bench.strategies import STRATEGIES
+
+    assert set(runs["benchmark"]) == {"digits", "living17", "entity30", "domainnet", "cifar10", "fmow", "imagenet"}
+    assert set(runs["strategy"]) == set(STRATEGIES)
+    assert runs.groupby("benchmark")["eval_set"].nunique().to_dict() == {
+        "digits": 4, "living17": 2, "entity30": 2, "domainnet": 4, "cifar10": 3, "fmow": 3, "imagenet": 5}
+    ood = pd.read_csv(out / "ood.csv", index_col="strategy")
+    assert len([c for c in ood.columns if not c.endswith(("±90%", "seeds")) and c != "average"]) == 2 + 13

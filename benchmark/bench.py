@@ -1,0 +1,640 @@
+"""`lpft-bench bench`: the suite measured against a hand-written loop and the paper's linear probe.
+
+Every number comes from this run, on this machine's CPU, with the default backbone (`digits-resnet`) on the
+digits benchmark's data, each side measured the same way:
+
+1. FT training throughput of a suite job (`run_gradient_phase`: Lightning driving `AdaptationModule`, with the
+   job's callbacks, logger and per-epoch checkpoint) vs a plain PyTorch loop over the same in-memory tensors;
+   same model, SGD with momentum 0.9, batch size, fp32. One instrument times both: a step ends when the
+   optimiser's step returns. The first epoch is warm-up. 1a counts only steps inside an epoch (the loop
+   between steps included, epoch ends excluded); 1b is the sustained rate, epoch ends included.
+2. An FT epoch fed by the datamodule's DataLoader (as a job is) vs the same batches replayed from memory,
+   both driven by the same plain training step: 2a on digits (tensors already), 2b on real images (the digits
+   written as JPEG files, read by the `folder` benchmark: ImageFolder, PIL decoding, timm transforms).
+3. The paper's LP (every sweep point re-extracts its features from the images and fits its own logistic
+   regression) vs the suite's (`run_probe_phase` on a cold feature cache: features once, then the
+   warm-started regularisation path): 3a time for the sweep, 3b ID test accuracy of the chosen head.
+4. and 5. Backbone forward passes (images through the backbone), counted from the suite's definitions and
+   the benchmarks' set sizes: 4 one FT run evaluating every set vs one run per OOD set; 5 a whole suite vs
+   the same matrix without the feature cache, with the paper's LP and one run per OOD set. The count model
+   is checked against the passes counted in this run's FT job and cold LP.
+
+Columns: `ratio` is how many times better ours is than the reference (ours/reference for rates and
+accuracies, reference/ours for times and counts); `met` says whether the row's target is met ("" where the
+row has none). Timings on a shared machine move with its load: repeats alternate the two sides and the
+median of each side is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import lightning as L
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils.data import DataLoader, Dataset
+
+from lpft_bench.backbones import Classifier, build_backbone, resolve_backbone
+from lpft_bench.datamodules import BENCHMARKS, ID_TEST, ID_VAL, ShiftDataModule, benchmark_meaning, build_datamodule
+from lpft_bench.datamodules.imagedata import ImageShiftDataModule
+from lpft_bench.jobs import (Job, PreparedJob, RunContext, _quiet_lightning, phase_key, run_gradient_phase,
+                             run_probe_phase)
+from lpft_bench.storage import atomic_write, canonical_json
+from lpft_bench.strategies import Phase, get_strategy
+from lpft_bench.strategies.linear_probe import extract_features
+from lpft_bench.suites import SUITES
+
+DEFAULT_OUT = Path("results/bench/bench.csv")
+BENCHMARK = "digits"
+BACKBONE = "digits-resnet"
+SEED = 0
+COLUMNS = ["id", "measurement", "ours", "reference", "unit", "ratio", "target", "met", "notes"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much of each measurement a run does. `tiny` is a smoke run: its numbers say nothing."""
+
+    benchmark_options: dict
+    pretrained: bool  # tiny skips the backbone's two-minute pretraining: timings do not depend on the weights
+    ft_epochs: int  # per timed fit; the first epoch is warm-up
+    ft_repeats: int
+    pipeline_epochs: int  # timed epochs per side, after one warm-up epoch each
+    probe_C_stride: int  # the sweep uses every n-th of the paper's 50 values of C
+
+
+SCALES = {
+    "full": Scale({}, pretrained=True, ft_epochs=10, ft_repeats=5, pipeline_epochs=8, probe_C_stride=1),
+    "tiny": Scale({"subset": 128}, pretrained=False, ft_epochs=3, ft_repeats=1, pipeline_epochs=1, probe_C_stride=10),
+}
+
+
+@dataclass
+class Row:
+    id: str
+    measurement: str
+    ours: float
+    reference: float
+    unit: str
+    ratio: float
+    target: str = ""
+    met: str = ""
+    notes: str = ""
+
+
+def _judged(met: bool) -> str:
+    return "met" if met else "not met"
+
+
+# --- instruments ------------------------------------------------------------------------------------------
+
+
+class StepClock:
+    """When each optimiser step ends and how many images it trained on.
+
+    Both sides of a comparison are timed by this one instrument: the batch size is read as the model's
+    training forward starts, the time taken as any optimiser's step returns (Lightning runs the forward and
+    backward inside `optimizer.step`, a plain loop before it: either way the step ends at the update).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.sizes: list[int] = []
+        self.ends: list[float] = []
+
+    def __enter__(self) -> "StepClock":
+        self._handles = [self.model.register_forward_pre_hook(self._batch_starts),
+                         register_optimizer_step_post_hook(self._step_ends)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def _batch_starts(self, module: torch.nn.Module, args: tuple) -> None:
+        if module.training and torch.is_grad_enabled():  # evaluation forwards are no training steps
+            self.sizes.append(len(args[0]))
+
+    def _step_ends(self, optimizer, args, kwargs) -> None:
+        self.ends.append(time.perf_counter())
+
+    def rates(self, steps_per_epoch: int) -> tuple[float, float]:
+        """(images/s of steps inside an epoch, sustained images/s with epoch ends), the first epoch left out.
+
+        A step inside an epoch lasts from the previous step's end to its own: the loop's work between
+        steps (fetching the batch, hooks, logging) is part of it; the first step of an epoch is not counted."""
+        if len(self.sizes) != len(self.ends) or steps_per_epoch < 2 or len(self.ends) < 2 * steps_per_epoch:
+            raise ValueError(f"need at least two epochs of at least two steps each; clocked {len(self.ends)} steps "
+                             f"ending and {len(self.sizes)} starting, {steps_per_epoch} per epoch")
+        inside = [i for i in range(steps_per_epoch, len(self.ends)) if i % steps_per_epoch]
+        step_rate = sum(self.sizes[i] for i in inside) / sum(self.ends[i] - self.ends[i - 1] for i in inside)
+        sustained = sum(self.sizes[steps_per_epoch:]) / (self.ends[-1] - self.ends[steps_per_epoch - 1])
+        return step_rate, sustained
+
+
+class ForwardCounter:
+    """Images through `backbone`, whoever calls it (training, validation, diagnostics, feature extraction)."""
+
+    def __init__(self, backbone: torch.nn.Module):
+        self.backbone = backbone
+        self.images = 0
+
+    def __enter__(self) -> "ForwardCounter":
+        self._handle = self.backbone.register_forward_pre_hook(self._count)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+
+    def _count(self, module: torch.nn.Module, args: tuple) -> None:
+        self.images += len(args[0])
+
+
+@contextmanager
+def _feature_cache_in(directory: Path) -> Iterator[None]:
+    """The suite's feature cache redirected to `directory`: a cold cache, and the user's left untouched."""
+    previous = os.environ.get("LPFT_BENCH_CACHE")
+    os.environ["LPFT_BENCH_CACHE"] = str(directory)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("LPFT_BENCH_CACHE", None)
+        else:
+            os.environ["LPFT_BENCH_CACHE"] = previous
+
+
+def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    return next(iter(DataLoader(dataset, batch_size=len(dataset))))
+
+
+# --- the count model of backbone forward passes -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetSizes:
+    """Images in a benchmark's training set and in each evaluation set, and the set that selects."""
+
+    train: int
+    eval_sets: dict[str, int]
+    splits: dict[str, str]
+    selection: str
+
+    @classmethod
+    def of(cls, datamodule: ShiftDataModule) -> "SetSizes":
+        return cls(len(datamodule.splits.train), {s.name: len(s.dataset) for s in datamodule.eval_sets},
+                   {s.name: s.split for s in datamodule.eval_sets}, datamodule.selection_set)
+
+    def runs_per_ood_set(self) -> dict[str, "SetSizes"]:
+        """One run per OOD set, each evaluating the ID sets and that OOD set."""
+        ood = [name for name, split in self.splits.items() if split == "ood"]
+        if not ood:
+            return {"": self}
+        return {name: replace(self, eval_sets={n: size for n, size in self.eval_sets.items()
+                                               if self.splits[n] == "id" or n == name}) for name in ood}
+
+
+def probe_forward_passes(phase: Phase, sizes: SetSizes, extracted: set[str] | None) -> int:
+    """A logistic-probe phase. `extracted`: the sets whose features are cached (updated); None for the
+    paper's LP, which re-extracts training and selection features at every C and the other sets once."""
+    if extracted is None:
+        others = sum(n for name, n in sizes.eval_sets.items() if name != sizes.selection)
+        return len(phase.probe_Cs) * (sizes.train + sizes.eval_sets[sizes.selection]) + others
+    needed = {"train": sizes.train, **sizes.eval_sets}
+    passes = sum(n for name, n in needed.items() if name not in extracted)
+    extracted.update(needed)
+    return passes
+
+
+def gradient_forward_passes(phase: Phase, sizes: SetSizes, probe_size: int) -> int:
+    """A gradient phase: every training image each epoch, every evaluation set each validation, and for
+    full fine-tuning the diagnostics (training probe at the start, each evaluation probe at start and end)."""
+    passes = phase.epochs * sizes.train + phase.epochs // phase.validate_every * sum(sizes.eval_sets.values())
+    if phase.trains == "all":
+        passes += min(probe_size, sizes.train) + 2 * sum(min(probe_size, n) for n in sizes.eval_sets.values())
+    return passes
+
+
+def matrix_forward_passes(jobs: Iterable[Job], sizes_of: dict[str, SetSizes], reuse: bool, paper_probe: bool,
+                          one_pass: bool) -> int:
+    """Backbone forward passes of a matrix of jobs run in order.
+
+    reuse: what the suite shares between jobs: a phase whose prefix another job already ran is loaded, not
+    rerun (`jobs.phase_key`: lp-ft takes the lp job's probe), and features are extracted once per backbone,
+    benchmark, seed and set. paper_probe: a logistic probe re-extracts its features at every C.
+    one_pass: every set is evaluated in the job's one run, else there is one run per OOD set (each a
+    benchmark of its own, sharing nothing with the others)."""
+    ran: set[str] = set()
+    cached: dict[str, set[str]] = {}
+    total = 0
+    for job in jobs:
+        strategy = get_strategy(job.strategy)
+        phases = strategy.phases(job.hparams)
+        probe_size = strategy.hparams(job.hparams).get("probe_size", 512)
+        sizes = sizes_of[job.benchmark]
+        features = canonical_json([job.backbone, job.checkpoint, job.benchmark,
+                                   benchmark_meaning(job.benchmark, job.benchmark_options), job.seed])
+        for run_name, run in ({"": sizes} if one_pass else sizes.runs_per_ood_set()).items():
+            for index, phase in enumerate(phases):
+                key = f"{run_name}/{phase_key(job, phases, index)}"
+                if reuse and key in ran:
+                    continue
+                ran.add(key)
+                if phase.trains != "logistic-probe":
+                    total += gradient_forward_passes(phase, run, probe_size)
+                elif paper_probe:
+                    total += probe_forward_passes(phase, run, None)
+                else:
+                    total += probe_forward_passes(phase, run, cached.setdefault(f"{run_name}/{features}", set())
+                                                  if reuse else set())
+    return total
+
+
+def _has_reference_counts(benchmark: str) -> bool:
+    return issubclass(BENCHMARKS[benchmark], ImageShiftDataModule) and BENCHMARKS[benchmark].canonical
+
+
+def expected_sizes(benchmark: str, options: dict) -> SetSizes | None:
+    """Set sizes without the data: the reference counts of a canonical image benchmark (None where one is
+    not given), the built sets of any other (digits is built in a second)."""
+    datamodule = BENCHMARKS[benchmark](**options)
+    if not _has_reference_counts(benchmark):
+        datamodule.setup("fit")
+        return SetSizes.of(datamodule)
+    specs = [s for s in datamodule.sets if s.split != "ood" or s.name in datamodule.ood_sets]
+    if any(s.expected is None for s in specs):
+        return None
+    train = next(s.expected for s in specs if s.split == "train")
+    eval_sets = {s.name: s.expected for s in specs if s.split != "train"}
+    splits = {s.name: s.split for s in specs if s.split != "train"}
+    if datamodule.mode == "clean":  # as ImageShiftDataModule.build_splits holds id_val out of training
+        held_out = max(1, round(train * datamodule.val_fraction))
+        train -= held_out
+        eval_sets, splits = {ID_VAL: held_out, **eval_sets}, {ID_VAL: "id", **splits}
+    if datamodule.subset is not None:
+        train = min(train, datamodule.subset)
+        eval_sets = {name: min(n, datamodule.subset) for name, n in eval_sets.items()}
+    return SetSizes(train, eval_sets, splits, ID_VAL if ID_VAL in eval_sets else ID_TEST)
+
+
+# --- what is measured on -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """The model and data every timed measurement starts from."""
+
+    model: Classifier
+    datamodule: ShiftDataModule
+    data_config: dict
+    workdir: Path
+
+
+def _setup(scale: Scale, workdir: Path) -> Setup:
+    L.seed_everything(SEED, workers=True, verbose=False)
+    backbone, data_config = build_backbone(resolve_backbone(BACKBONE), pretrained=scale.pretrained)
+    batch_size = get_strategy("ft").hparams()["batch_size"]
+    datamodule = build_datamodule(BENCHMARK, data_config=data_config, batch_size=batch_size, seed=SEED,
+                                  **scale.benchmark_options)
+    datamodule.setup("fit")
+    return Setup(Classifier(backbone, datamodule.num_classes), datamodule, data_config, workdir)
+
+
+def _ft_phase(epochs: int) -> tuple[Phase, dict]:
+    """The ft strategy's phase, validated only after its last step so that no evaluation falls among the timed steps."""
+    strategy = get_strategy("ft")
+    hparams = strategy.hparams({"epochs": epochs})
+    (phase,) = strategy.phases(hparams)
+    return replace(phase, validate_every=epochs), hparams
+
+
+def _suite_fit(setup: Setup, phase: Phase, hparams: dict, job_dir: Path) -> tuple[StepClock, int]:
+    model = copy.deepcopy(setup.model)
+    pretrained = {k: v.detach().clone() for k, v in model.backbone.named_parameters()}
+    prepared = PreparedJob(model, setup.datamodule, [phase], hparams, pretrained)
+    ctx = RunContext(out=setup.workdir, accelerator="cpu")
+    with StepClock(model) as clock, ForwardCounter(model.backbone) as counter:
+        run_gradient_phase(phase, prepared, ctx, job_dir, phase.name)
+    return clock, counter.images
+
+
+def _plain_fit(setup: Setup, phase: Phase, batch_size: int) -> StepClock:
+    """A hand-written loop: the same model, optimiser and schedule, batches sliced from in-memory tensors."""
+    model = copy.deepcopy(setup.model)
+    model.head.reset_parameters()  # as the job's phase starts from a fresh head
+    images, labels = _tensors(setup.datamodule.splits.train)
+    optimiser = torch.optim.SGD(model.parameters(), lr=phase.lr, momentum=phase.momentum,
+                                weight_decay=phase.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=phase.epochs)
+    generator = torch.Generator().manual_seed(SEED)
+    model.train()
+    with StepClock(model) as clock:
+        for _ in range(phase.epochs):
+            order = torch.randperm(len(images), generator=generator)
+            for start in range(0, len(images), batch_size):
+                batch = order[start : start + batch_size]
+                loss = F.cross_entropy(model(images[batch]), labels[batch])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            schedule.step()
+    return clock
+
+
+# --- 1. FT training throughput -------------------------------------------------------------------------------
+
+
+def measure_ft_throughput(setup: Setup, scale: Scale) -> tuple[list[Row], str]:
+    phase, hparams = _ft_phase(scale.ft_epochs)
+    batch_size = hparams["batch_size"]
+    steps_per_epoch = len(setup.datamodule.train_dataloader())
+    suite_rates, plain_rates, counted = [], [], 0
+    for repeat in range(scale.ft_repeats):
+        clock, counted = _suite_fit(setup, phase, hparams, setup.workdir / f"ft-{repeat}")
+        suite_rates.append(clock.rates(steps_per_epoch))
+        plain_rates.append(_plain_fit(setup, phase, batch_size).rates(steps_per_epoch))
+    predicted = gradient_forward_passes(phase, SetSizes.of(setup.datamodule), hparams["probe_size"])
+    check = f"FT job: counted {counted:,} backbone passes, count model {predicted:,}"
+
+    common = (f"median of {scale.ft_repeats} alternating fits of {scale.ft_epochs} epochs x {steps_per_epoch} steps "
+              f"(batch {batch_size}, SGD momentum 0.9, fp32, CPU, {torch.get_num_threads()} threads), first epoch warm-up")
+    rows = []
+    for index, (label, name) in enumerate((("1a", "FT step throughput, suite job vs plain loop"),
+                                           ("1b", "FT sustained throughput incl. epoch ends"))):
+        ours = statistics.median(r[index] for r in suite_rates)
+        reference = statistics.median(r[index] for r in plain_rates)
+        ratio = ours / reference
+        if index == 0:
+            target, met = ">= 0.95", _judged(ratio >= 0.95)
+            notes = (f"{common}; steps inside an epoch, the loop between steps included (suite: Lightning fetching "
+                     f"from the datamodule's DataLoader, hooks, metric logging; plain: tensor slicing)")
+        else:
+            target, met = "", ""
+            notes = (f"context for 1a: the same fits timed from the end of the warm-up epoch to the last step, so "
+                     f"each epoch end counts (suite: its per-epoch checkpoint and logs; an epoch here is only "
+                     f"{steps_per_epoch} steps)")
+        rows.append(Row(label, name, ours, reference, "images/s", ratio, target, met, notes))
+    return rows, check
+
+
+# --- 2. the data pipeline --------------------------------------------------------------------------------------
+
+
+def _epoch_rates(model: torch.nn.Module, loader: DataLoader, epochs: int, lr: float) -> tuple[float, float]:
+    """(images/s of epochs fed by `loader`, images/s of the same batches replayed from memory), alternating."""
+    optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    model.train()
+
+    def epoch(batches) -> tuple[float, list]:
+        started, seen = time.perf_counter(), []
+        for images, labels in batches:
+            loss = F.cross_entropy(model(images), labels)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            seen.append((images, labels))
+        return time.perf_counter() - started, seen
+
+    _, replay = epoch(loader)  # warm-up, one epoch of each
+    epoch(replay)
+    loader_seconds, memory_seconds = [], []
+    for _ in range(epochs):
+        seconds, replay = epoch(loader)
+        loader_seconds.append(seconds)
+        memory_seconds.append(epoch(replay)[0])
+    images = sum(len(labels) for _, labels in replay)
+    return images / statistics.median(loader_seconds), images / statistics.median(memory_seconds)
+
+
+def write_digits_as_jpeg(datamodule: ShiftDataModule, root: Path) -> dict[str, str]:
+    """The digits benchmark's training set, ID test set and strongest OOD set as JPEG files in ImageFolder
+    layout (`<set>/<digit>/<n>.jpg`); returns the `folder` benchmark's options that read them."""
+    mean, std = float(datamodule.mean), float(datamodule.std)
+    folders = {"train": datamodule.splits.train, "id_eval": next(s.dataset for s in datamodule.eval_sets if s.name == ID_TEST),
+               "rotated-strong": next(s.dataset for s in datamodule.eval_sets if s.name == "rotated-strong")}
+    for folder, dataset in folders.items():
+        images, labels = _tensors(dataset)
+        pixels = ((images[:, 0] * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        for index, (image, label) in enumerate(zip(pixels, labels.tolist())):
+            path = root / folder / str(label) / f"{index:05d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(path, quality=90)
+    return {"root": str(root), "train": "train", "id_eval": "id_eval", "ood": {"rotated-strong": "rotated-strong"}}
+
+
+def measure_data_pipeline(setup: Setup, scale: Scale) -> list[Row]:
+    lr = get_strategy("ft").hparams()["lr"]
+    digits_loader = setup.datamodule.train_dataloader()
+    digits = _epoch_rates(copy.deepcopy(setup.model), digits_loader, scale.pipeline_epochs, lr)
+
+    options = write_digits_as_jpeg(setup.datamodule, setup.workdir / "digits-jpeg")
+    folder = build_datamodule("folder", data_config=setup.data_config, batch_size=setup.datamodule.batch_size,
+                              seed=SEED, **options)
+    folder.setup("fit")
+    folder_loader = folder.train_dataloader()
+    jpeg = _epoch_rates(copy.deepcopy(setup.model), folder_loader, scale.pipeline_epochs, lr)
+
+    common = (f"median of {scale.pipeline_epochs} alternating epochs per side after a warm-up epoch each, both "
+              f"driven by the same plain SGD step; in memory = the batches the loader produced, replayed")
+    training, _ = folder.image_transforms()
+    return [
+        Row("2a", "FT epoch, datamodule DataLoader vs in-memory: digits (tensors)", digits[0], digits[1],
+            "images/s", digits[0] / digits[1], ">= 0.9", _judged(digits[0] / digits[1] >= 0.9),
+            f"{common}; digits: TensorDataset in the datamodule's DataLoader (sampler, per-item indexing, collate), "
+            f"num_workers={setup.datamodule.num_workers}, {len(digits_loader)} batches an epoch"),
+        Row("2b", "FT epoch, datamodule DataLoader vs in-memory: real images (JPEG)", jpeg[0], jpeg[1],
+            "images/s", jpeg[0] / jpeg[1], ">= 0.9", _judged(jpeg[0] / jpeg[1] >= 0.9),
+            f"{common}; real images: the digits written as 32x32 JPEG files, read by the folder benchmark "
+            f"(ImageFolder, PIL decode, {_describe(training)}), num_workers={folder.num_workers}, "
+            f"{len(folder_loader)} batches an epoch"),
+    ]
+
+
+def _describe(transform) -> str:
+    steps = getattr(transform, "transforms", [transform])
+    return " + ".join(type(step).__name__ for step in steps)
+
+
+# --- 3. the linear probe ----------------------------------------------------------------------------------------
+
+
+def paper_probe(backbone: torch.nn.Module, datamodule: ShiftDataModule, Cs: tuple[float, ...]) -> dict:
+    """Kumar et al.'s LP as a sweep of independent points: each C extracts the training and selection
+    features from the images and fits its own logistic regression on standardised features; the chosen head
+    (best selection accuracy, ties to the smaller C) then meets each other evaluation set once."""
+    selection = next(s for s in datamodule.eval_sets if s.name == datamodule.selection_set)
+    extraction_seconds = fit_seconds = 0.0
+    best = None
+    for C in sorted(Cs):
+        started = time.perf_counter()
+        train_x, train_y = extract_features(backbone, datamodule.eval_loader(datamodule.splits.train_eval))
+        val_x, val_y = extract_features(backbone, datamodule.eval_loader(selection.dataset))
+        extraction_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        scaler = StandardScaler().fit(train_x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            classifier = LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(train_x), train_y)
+        accuracy = float((classifier.predict(scaler.transform(val_x)) == val_y).mean())
+        fit_seconds += time.perf_counter() - started
+        if best is None or accuracy > best[0]:
+            best = (accuracy, C, scaler, classifier)
+    _, C, scaler, classifier = best
+    accuracies = {}
+    for eval_set in datamodule.eval_sets:
+        if eval_set.name != selection.name:
+            x, y = extract_features(backbone, datamodule.eval_loader(eval_set.dataset))
+            accuracies[eval_set.name] = float((classifier.predict(scaler.transform(x)) == y).mean())
+    return {"C": C, "accuracies": accuracies, "extraction_seconds": extraction_seconds, "fit_seconds": fit_seconds}
+
+
+def measure_linear_probe(setup: Setup, scale: Scale) -> tuple[list[Row], str]:
+    (phase,) = get_strategy("lp").phases()
+    phase = replace(phase, probe_Cs=phase.probe_Cs[:: scale.probe_C_stride])
+    job = Job(BENCHMARK, "lp", SEED, backbone=BACKBONE, benchmark_options=scale.benchmark_options)
+    model = copy.deepcopy(setup.model)
+    with _feature_cache_in(setup.workdir / "feature-cache"), ForwardCounter(model.backbone) as counter:
+        started = time.perf_counter()
+        record = run_probe_phase(job, phase, model, setup.datamodule, torch.device("cpu"))
+        suite_seconds = time.perf_counter() - started
+    predicted = probe_forward_passes(phase, SetSizes.of(setup.datamodule), set())
+    check = f"cold LP: counted {counter.images:,} backbone passes, count model {predicted:,}"
+
+    started = time.perf_counter()
+    paper = paper_probe(copy.deepcopy(setup.model).backbone, setup.datamodule, phase.probe_Cs)
+    paper_seconds = time.perf_counter() - started
+
+    suite_accuracy = 100 * record["epochs"][0][f"acc/{ID_TEST}"]
+    paper_accuracy = 100 * paper["accuracies"][ID_TEST]
+    difference = suite_accuracy - paper_accuracy
+    points = len(phase.probe_Cs)
+    return [
+        Row("3a", "LP sweep time, suite (features once) vs paper (features per point)", suite_seconds, paper_seconds,
+            "s", paper_seconds / suite_seconds, ">= 5", _judged(paper_seconds / suite_seconds >= 5),
+            f"a sweep of {points} C values on {BENCHMARK} ({len(setup.datamodule.splits.train)} training images), all "
+            f"timed, none extrapolated; paper: {paper['extraction_seconds']:.2f} s re-extracting features at every "
+            f"point, {paper['fit_seconds']:.2f} s in {points} independent fits; suite: run_probe_phase on a cold "
+            f"feature cache (every set extracted once, then the warm-started path)"),
+        Row("3b", "LP chosen head ID test accuracy, suite vs paper", suite_accuracy, paper_accuracy, "% ID test",
+            suite_accuracy / paper_accuracy, "|ours - reference| <= 0.2 points", _judged(abs(difference) <= 0.2),
+            f"difference {difference:+.2f} points; chosen C: suite {record['probe']['C']:.3g}, "
+            f"paper {paper['C']:.3g}" + ("" if scale.pretrained else "; backbone not pretrained at this size")),
+    ], check
+
+
+# --- 4. and 5. forward passes ---------------------------------------------------------------------------------
+
+
+def measure_one_pass_evaluation(check: str) -> Row:
+    job = SUITES["quickstart"].expand(benchmarks=[BENCHMARK], strategies=["ft"], seeds=[SEED])[0]
+    sizes = {BENCHMARK: expected_sizes(BENCHMARK, job.benchmark_options)}
+    ours = matrix_forward_passes([job], sizes, reuse=True, paper_probe=False, one_pass=True)
+    reference = matrix_forward_passes([job], sizes, reuse=True, paper_probe=False, one_pass=False)
+    (phase,) = get_strategy(job.strategy).phases(job.hparams)
+    evaluated = ", ".join(f"{name} {n}" for name, n in sizes[BENCHMARK].eval_sets.items())
+    return Row("4", "forward passes, one FT run evaluating every set vs one run per OOD set", ours, reference,
+               "backbone passes", reference / ours, "", "",
+               f"saves {reference - ours:,} passes ({1 - ours / reference:.0%}); the quickstart suite's {BENCHMARK} ft "
+               f"job: {phase.epochs} epochs x {sizes[BENCHMARK].train} training images, each epoch evaluating "
+               f"{evaluated}, plus the FT diagnostics; a training image counts once, as an evaluated one; {check}")
+
+
+def measure_matrix(check: str) -> Row:
+    suite = SUITES["paper"] if "paper" in SUITES else SUITES["quickstart"]
+    which = f"the {suite.name!r} suite" + ("" if suite.name == "paper" else " (no 'paper' suite is defined)")
+    sizes = {name: expected_sizes(name, plan.options) for name, plan in suite.benchmarks.items()}
+    unknown = [name for name, known in sizes.items() if known is None]
+    counted = [name for name in suite.benchmarks if name not in unknown]
+    jobs = suite.expand(benchmarks=counted)
+
+    def passes(reuse: bool = True, paper_probe: bool = False, one_pass: bool = True) -> int:
+        return matrix_forward_passes(jobs, sizes, reuse, paper_probe, one_pass)
+
+    ours, reference = passes(), passes(reuse=False, paper_probe=True, one_pass=False)
+    left_out = f" ({', '.join(unknown)} left out: their data sources give no image count)" if unknown else ""
+    built = [name for name in counted if not _has_reference_counts(name)]
+    sources = "the data sources' expected counts" + (f" ({', '.join(built)}: as built)" if built else "")
+    return Row("5", "forward passes of a suite's matrix, suite vs naive", ours, reference, "backbone passes",
+               reference / ours, "", "",
+               f"{which}, {len(jobs)} jobs on {', '.join(counted)}{left_out}, set sizes from {sources}; naive: no "
+               f"phase or feature shared between jobs, the paper's LP (features re-extracted at each C), one run per "
+               f"OOD set; saves {reference - ours:,} passes; alone, no sharing would cost "
+               f"{passes(reuse=False) - ours:+,}, the paper's LP {passes(paper_probe=True) - ours:+,}, one run per "
+               f"OOD set {passes(one_pass=False) - ours:+,}; {check}")
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+
+
+def run_bench(out_csv: Path = DEFAULT_OUT, size: str = "full") -> pd.DataFrame:
+    """Measure everything (module docstring), write the table to `out_csv` and return it."""
+    if size not in SCALES:
+        raise ValueError(f"size must be one of {', '.join(SCALES)}, not {size!r}")
+    scale = SCALES[size]
+    _quiet_lightning()
+    with tempfile.TemporaryDirectory(prefix="lpft-bench-") as workdir:
+        setup = _setup(scale, Path(workdir))
+        _progress("1/5 FT throughput: suite job vs plain loop")
+        throughput, ft_check = measure_ft_throughput(setup, scale)
+        _progress("2/5 data pipeline vs in-memory")
+        pipeline = measure_data_pipeline(setup, scale)
+        _progress("3/5 linear probe: suite vs paper")
+        probe, probe_check = measure_linear_probe(setup, scale)
+    _progress("4/5 and 5/5 forward passes")
+    check = f"count model checked against this run: {ft_check}; {probe_check}"
+    rows = [*throughput, *pipeline, *probe, measure_one_pass_evaluation(check), measure_matrix(check)]
+    frame = pd.DataFrame([vars(row) for row in rows], columns=COLUMNS)
+    atomic_write(out_csv, lambda tmp: frame.to_csv(tmp, index=False))
+    return frame
+
+
+def _progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def _number(value: float) -> str:
+    if float(value).is_integer() and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def format_bench(frame: pd.DataFrame) -> str:
+    """The table, then each row's notes."""
+    header = ("", "measurement", "ours", "reference", "unit", "ratio", "target", "met")
+    table = [header] + [(r.id, r.measurement, _number(r.ours), _number(r.reference), r.unit, f"{r.ratio:.3g}",
+                         r.target, r.met) for r in frame.itertuples()]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
+    lines.append("\nratio: how many times better ours is (ours/reference for rates and accuracy, reference/ours "
+                 "for times and counts)")
+    lines += [f"{r.id}: {r.notes}" for r in frame.itertuples()]
+    return "\n".join(lines)
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"CSV to write (default: {DEFAULT_OUT})")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a smoke run of a few seconds: small data, short sweeps, numbers meaningless")
+
+
+def main_bench(args: argparse.Namespace) -> int:
+    frame = run_bench(args.out, "tiny" if args.tiny else "full")
+    print(format_bench(frame))
+    print(f"\nwritten to {args.out}")
+    return 0
