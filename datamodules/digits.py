@@ -91,3 +91,37 @@ class DigitsShift(ShiftDataModule):
             eval_sets.append(EvalSet(name, self._dataset(rotate_randomly(test_images, low, high, generator), test_labels), "ood"))
         return ShiftSplits(train=train, train_eval=train, eval_sets=eval_sets, num_classes=10,
                            class_names=[str(d) for d in range(10)])
+
+
+def centre_crop_zoom(images: torch.Tensor, keep: float) -> torch.Tensor:
+    """Crop the central `keep` fraction of each side and resize back: digits appear larger and clipped."""
+    size = images.shape[-1]
+    margin = int(round(size * (1 - keep) / 2))
+    cropped = images[..., margin : size - margin, margin : size - margin]
+    return F.interpolate(cropped, size=(size, size), mode="bilinear", align_corners=False)
+
+
+class DigitsToy(DigitsShift):
+    """Ren et al.'s toy task on real digits: the first 3 classes, every downstream image rotated (15-45°)
+    and centre-cropped (a shift from the upright pretraining data). ID sets are shifted like the training
+    set; the OOD set `unshifted` holds the same test digits as the pretraining data looks."""
+
+    name = "digits-toy"
+    CLASSES = (0, 1, 2)
+
+    def build_splits(self) -> ShiftSplits:
+        images, labels = load_digits_images()
+        keep = torch.isin(labels, torch.tensor(self.CLASSES))
+        shifted = centre_crop_zoom(rotate_randomly(images, 15.0, 45.0, torch.Generator().manual_seed(SPLIT_SEED)), 0.8)
+        idx = {name: part[keep[part].numpy()] for name, part in _split_indices(len(images)).items()}
+        pool = idx["train_pool"][np.random.default_rng(self.seed).permutation(len(idx["train_pool"]))]
+        n_val = int(len(pool) * self.val_fraction)
+        train_idx, val_idx, test_idx = pool[n_val:], pool[:n_val], idx["test"]
+        train = self._dataset(shifted[train_idx], labels[train_idx])
+        eval_sets = [
+            EvalSet(ID_VAL, self._dataset(shifted[val_idx], labels[val_idx]), "id"),
+            EvalSet(ID_TEST, self._dataset(shifted[test_idx], labels[test_idx]), "id"),
+            EvalSet("unshifted", self._dataset(images[test_idx], labels[test_idx]), "ood"),
+        ]
+        return ShiftSplits(train=train, train_eval=train, eval_sets=eval_sets, num_classes=len(self.CLASSES),
+                           class_names=[str(c) for c in self.CLASSES])

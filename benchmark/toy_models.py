@@ -1,0 +1,37 @@
+"""Small backbones registered with timm, so toy experiments build them like any other timm model."""
+from __future__ import annotations
+
+import torch
+from timm.models import register_model
+from torch import nn
+
+
+class DigitsMLP(nn.Module):
+    """Ren et al.'s toy backbone: 4 fully connected ReLU layers of width 128 on flattened images, then a classifier."""
+
+    def __init__(self, in_chans: int = 1, img_size: int = 32, width: int = 128, depth: int = 4, num_classes: int = 10):
+        super().__init__()
+        layers, fan_in = [nn.Flatten()], in_chans * img_size * img_size
+        for _ in range(depth):
+            layers += [nn.Linear(fan_in, width), nn.ReLU()]
+            fan_in = width
+        self.body = nn.Sequential(*layers)
+        self.num_features = width
+        self.classifier = nn.Linear(width, num_classes) if num_classes else nn.Identity()
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.body(x))
+
+
+@register_model
+def digits_mlp(pretrained: bool = False, **kwargs) -> DigitsMLP:
+    """Registered with timm so the toy backbone is built like any other (`timm.create_model("digits_mlp")`)."""
+    for timm_option in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        kwargs.pop(timm_option, None)
+    model = DigitsMLP(**kwargs)
+    model.pretrained_cfg = {"input_size": (1, 32, 32), "mean": (0.5,), "std": (0.5,), "interpolation": "bilinear",
+                            "crop_pct": 1.0, "num_classes": model.num_features}
+    return model
