@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -16,7 +17,11 @@ def _suite_jobs(args: argparse.Namespace):
 
     suite = get_suite("paper" if args.all else args.suite)
     overrides = {"epochs": args.epochs} if args.epochs is not None else None
-    return suite, suite.expand(benchmarks=args.benchmarks, strategies=args.strategies, seeds=args.seeds, overrides=overrides)
+    jobs = suite.expand(benchmarks=args.benchmarks, strategies=args.strategies, seeds=args.seeds, overrides=overrides)
+    options = {k: v for k, v in (("subset", args.subset), ("mode", args.mode)) if v is not None}
+    if options:
+        jobs = [replace(job, benchmark_options={**job.benchmark_options, **options}) for job in jobs]
+    return suite, jobs
 
 
 def _fake_data_root(out: Path, benchmarks: set[str]) -> Path:
@@ -136,6 +141,9 @@ def _add_matrix_arguments(parser: argparse.ArgumentParser, default_suite: str | 
     parser.add_argument("--strategies", nargs="+")
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--epochs", type=int, help="override every gradient phase's epochs (smoke runs)")
+    parser.add_argument("--subset", type=int, help="a deterministic, class-stratified subset of at most N images per split")
+    parser.add_argument("--mode", choices=["paper", "clean"],
+                        help="paper: select and report ID on the paper's ID set; clean: ID validation carved from train")
 
 
 def build_parser() -> argparse.ArgumentParser:
