@@ -1,23 +1,26 @@
 """`lpft-bench bench`: the suite measured against a hand-written loop and the paper's linear probe.
 
 Every number comes from this run, on this machine's CPU, with the default backbone (`digits-resnet`) on the
-digits benchmark's data, each side measured the same way:
+digits benchmark's data, each side measured the same way and with one thread (on a shared machine, the
+threads of one process wait for each other in every parallel region whenever another process holds a core,
+which stalls whichever side happens to be running):
 
 1. FT training throughput of a suite job (`run_gradient_phase`: Lightning driving `AdaptationModule`, with the
    job's callbacks, logger and per-epoch checkpoint) vs a plain PyTorch loop over the same in-memory tensors;
    same model, SGD with momentum 0.9, batch size, fp32. One instrument times both: a step ends when the
-   optimiser's step returns. The first epoch is warm-up. 1a counts only steps inside an epoch (the loop
+   optimiser's step returns. The first epoch is warm-up. 1a is the median step inside an epoch (the loop
    between steps included, epoch ends excluded); 1b is the sustained rate, epoch ends included.
 2. An FT epoch fed by the datamodule's DataLoader (as a job is) vs the same batches replayed from memory,
    both driven by the same plain training step: 2a on digits (tensors already), 2b on real images (the digits
-   written as JPEG files, read by the `folder` benchmark: ImageFolder, PIL decoding, timm transforms).
+   written as JPEG files, read by the `folder` benchmark: ImageFolder, PIL decoding, timm transforms) loaded
+   in the training process as a job does by default, 2c the same with two loader workers.
 3. The paper's LP (every sweep point re-extracts its features from the images and fits its own logistic
    regression) vs the suite's (`run_probe_phase` on a cold feature cache: features once, then the
    warm-started regularisation path): 3a time for the sweep, 3b ID test accuracy of the chosen head.
 4. and 5. Backbone forward passes (images through the backbone), counted from the suite's definitions and
-   the benchmarks' set sizes: 4 one FT run evaluating every set vs one run per OOD set; 5 a whole suite vs
-   the same matrix without the feature cache, with the paper's LP and one run per OOD set. The count model
-   is checked against the passes counted in this run's FT job and cold LP.
+   the benchmarks' set sizes: 4 one FT run evaluating every set vs one run per OOD set; 5 the `paper` suite
+   (else `quickstart`) vs the same matrix sharing no phase or feature between jobs, with the paper's LP and
+   one run per OOD set. The count model is checked against the passes counted in this run's FT job and LP.
 
 Columns: `ratio` is how many times better ours is than the reference (ours/reference for rates and
 accuracies, reference/ours for times and counts); `met` says whether the row's target is met ("" where the
@@ -47,6 +50,7 @@ from PIL import Image
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import DataLoader, Dataset
 
@@ -64,6 +68,8 @@ DEFAULT_OUT = Path("results/bench/bench.csv")
 BENCHMARK = "digits"
 BACKBONE = "digits-resnet"
 SEED = 0
+THREADS = 1
+LOADER_WORKERS = 2  # the job's default is none (`--num-workers 0`); two is what a small machine can spare
 COLUMNS = ["id", "measurement", "ours", "reference", "unit", "ratio", "target", "met", "notes"]
 
 
@@ -72,7 +78,7 @@ class Scale:
     """How much of each measurement a run does. `tiny` is a smoke run: its numbers say nothing."""
 
     benchmark_options: dict
-    pretrained: bool  # tiny skips the backbone's two-minute pretraining: timings do not depend on the weights
+    pretrained: bool  # tiny skips the backbone's pretraining (minutes on a CPU): timings do not depend on weights
     ft_epochs: int  # per timed fit; the first epoch is warm-up
     ft_repeats: int
     pipeline_epochs: int  # timed epochs per side, after one warm-up epoch each
@@ -80,13 +86,15 @@ class Scale:
 
 
 SCALES = {
-    "full": Scale({}, pretrained=True, ft_epochs=10, ft_repeats=5, pipeline_epochs=8, probe_C_stride=1),
+    "full": Scale({}, pretrained=True, ft_epochs=6, ft_repeats=7, pipeline_epochs=8, probe_C_stride=1),
     "tiny": Scale({"subset": 128}, pretrained=False, ft_epochs=3, ft_repeats=1, pipeline_epochs=1, probe_C_stride=10),
 }
 
 
 @dataclass
 class Row:
+    """One line of the table; `ratio` and `met` as the module docstring says."""
+
     id: str
     measurement: str
     ours: float
@@ -100,6 +108,12 @@ class Row:
 
 def _judged(met: bool) -> str:
     return "met" if met else "not met"
+
+
+def _conditions() -> str:
+    """How a measurement ran, and what else this machine was doing meanwhile (timings move with it)."""
+    return (f"torch threads {torch.get_num_threads()}, machine load average {os.getloadavg()[0]:.1f} over the last "
+            f"minute on {os.cpu_count()} cores")
 
 
 # --- instruments ------------------------------------------------------------------------------------------
@@ -135,15 +149,17 @@ class StepClock:
         self.ends.append(time.perf_counter())
 
     def rates(self, steps_per_epoch: int) -> tuple[float, float]:
-        """(images/s of steps inside an epoch, sustained images/s with epoch ends), the first epoch left out.
+        """(images/s of the median step inside an epoch, sustained images/s), the first epoch left out.
 
-        A step inside an epoch lasts from the previous step's end to its own: the loop's work between
-        steps (fetching the batch, hooks, logging) is part of it; the first step of an epoch is not counted."""
+        A step inside an epoch lasts from the previous step's end to its own, so the loop's work between steps
+        (fetching the batch, hooks, logging) is part of it; the median keeps a step that another process
+        stalled from speaking for the rest. The sustained rate is images over time from the end of the first
+        epoch to the last step: epoch ends and stalls included."""
         if len(self.sizes) != len(self.ends) or steps_per_epoch < 2 or len(self.ends) < 2 * steps_per_epoch:
             raise ValueError(f"need at least two epochs of at least two steps each; clocked {len(self.ends)} steps "
                              f"ending and {len(self.sizes)} starting, {steps_per_epoch} per epoch")
         inside = [i for i in range(steps_per_epoch, len(self.ends)) if i % steps_per_epoch]
-        step_rate = sum(self.sizes[i] for i in inside) / sum(self.ends[i] - self.ends[i - 1] for i in inside)
+        step_rate = statistics.median(self.sizes[i] / (self.ends[i] - self.ends[i - 1]) for i in inside)
         sustained = sum(self.sizes[steps_per_epoch:]) / (self.ends[-1] - self.ends[steps_per_epoch - 1])
         return step_rate, sustained
 
@@ -180,6 +196,18 @@ def _feature_cache_in(directory: Path) -> Iterator[None]:
             os.environ["LPFT_BENCH_CACHE"] = previous
 
 
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads and every BLAS and OpenMP pool at `count`, restored after."""
+    previous = torch.get_num_threads()
+    with threadpool_limits(limits=count):
+        torch.set_num_threads(count)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+
 def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return next(iter(DataLoader(dataset, batch_size=len(dataset))))
 
@@ -210,6 +238,15 @@ class SetSizes:
                                                if self.splits[n] == "id" or n == name}) for name in ood}
 
 
+GRADIENT_PHASES = ("all", "head", "groups")
+DIAGNOSED_PHASES = ("all", "groups")  # the phases run_gradient_phase gives FinetuneDiagnostics
+
+
+def countable(job: Job) -> bool:
+    """Whether the count model knows every phase of the job (weight-space phases it does not)."""
+    return all(p.trains in (*GRADIENT_PHASES, "logistic-probe") for p in get_strategy(job.strategy).phases(job.hparams))
+
+
 def probe_forward_passes(phase: Phase, sizes: SetSizes, extracted: set[str] | None) -> int:
     """A logistic-probe phase. `extracted`: the sets whose features are cached (updated); None for the
     paper's LP, which re-extracts training and selection features at every C and the other sets once."""
@@ -223,10 +260,10 @@ def probe_forward_passes(phase: Phase, sizes: SetSizes, extracted: set[str] | No
 
 
 def gradient_forward_passes(phase: Phase, sizes: SetSizes, probe_size: int) -> int:
-    """A gradient phase: every training image each epoch, every evaluation set each validation, and for
-    full fine-tuning the diagnostics (training probe at the start, each evaluation probe at start and end)."""
+    """A gradient phase: every training image each epoch, every evaluation set each validation, and where
+    the backbone trains the diagnostics (training probe at the start, each evaluation probe at start and end)."""
     passes = phase.epochs * sizes.train + phase.epochs // phase.validate_every * sum(sizes.eval_sets.values())
-    if phase.trains == "all":
+    if phase.trains in DIAGNOSED_PHASES:
         passes += min(probe_size, sizes.train) + 2 * sum(min(probe_size, n) for n in sizes.eval_sets.values())
     return passes
 
@@ -261,8 +298,8 @@ def matrix_forward_passes(jobs: Iterable[Job], sizes_of: dict[str, SetSizes], re
                 elif paper_probe:
                     total += probe_forward_passes(phase, run, None)
                 else:
-                    total += probe_forward_passes(phase, run, cached.setdefault(f"{run_name}/{features}", set())
-                                                  if reuse else set())
+                    extracted = cached.setdefault(f"{run_name}/{features}", set()) if reuse else set()
+                    total += probe_forward_passes(phase, run, extracted)
     return total
 
 
@@ -369,28 +406,28 @@ def measure_ft_throughput(setup: Setup, scale: Scale) -> tuple[list[Row], str]:
         clock, counted = _suite_fit(setup, phase, hparams, setup.workdir / f"ft-{repeat}")
         suite_rates.append(clock.rates(steps_per_epoch))
         plain_rates.append(_plain_fit(setup, phase, batch_size).rates(steps_per_epoch))
+    conditions = _conditions()
     predicted = gradient_forward_passes(phase, SetSizes.of(setup.datamodule), hparams["probe_size"])
     check = f"FT job: counted {counted:,} backbone passes, count model {predicted:,}"
 
-    common = (f"median of {scale.ft_repeats} alternating fits of {scale.ft_epochs} epochs x {steps_per_epoch} steps "
-              f"(batch {batch_size}, SGD momentum 0.9, fp32, CPU, {torch.get_num_threads()} threads), first epoch warm-up")
-    rows = []
-    for index, (label, name) in enumerate((("1a", "FT step throughput, suite job vs plain loop"),
-                                           ("1b", "FT sustained throughput incl. epoch ends"))):
-        ours = statistics.median(r[index] for r in suite_rates)
-        reference = statistics.median(r[index] for r in plain_rates)
-        ratio = ours / reference
-        if index == 0:
-            target, met = ">= 0.95", _judged(ratio >= 0.95)
-            notes = (f"{common}; steps inside an epoch, the loop between steps included (suite: Lightning fetching "
-                     f"from the datamodule's DataLoader, hooks, metric logging; plain: tensor slicing)")
-        else:
-            target, met = "", ""
-            notes = (f"context for 1a: the same fits timed from the end of the warm-up epoch to the last step, so "
-                     f"each epoch end counts (suite: its per-epoch checkpoint and logs; an epoch here is only "
-                     f"{steps_per_epoch} steps)")
-        rows.append(Row(label, name, ours, reference, "images/s", ratio, target, met, notes))
-    return rows, check
+    (suite_step, suite_sustained), (plain_step, plain_sustained) = (
+        [statistics.median(column) for column in zip(*rates)] for rates in (suite_rates, plain_rates))
+    spread = [suite[0] / plain[0] for suite, plain in zip(suite_rates, plain_rates)]
+    how = (f"median of {scale.ft_repeats} alternating fits per side of {scale.ft_epochs} epochs x {steps_per_epoch} "
+           f"steps (batch {batch_size}, SGD momentum 0.9, fp32, CPU), the first "
+           f"epoch warm-up; {conditions}")
+    return [
+        Row("1a", "FT step throughput, suite job vs plain loop", suite_step, plain_step, "images/s",
+            suite_step / plain_step, ">= 0.95", _judged(suite_step / plain_step >= 0.95),
+            f"{how}; the median step inside an epoch, the loop between steps included (suite: Lightning fetching from "
+            f"the datamodule's DataLoader, hooks, metric logging; plain: slicing tensors); ratio per repeat "
+            f"{min(spread):.2f} to {max(spread):.2f}"),
+        Row("1b", "FT sustained throughput incl. epoch ends", suite_sustained, plain_sustained, "images/s",
+            suite_sustained / plain_sustained, "", "",
+            f"context for 1a, from the same fits: timed from the end of the warm-up epoch to the last step, so every "
+            f"epoch end counts (the suite's: its per-epoch checkpoint and logs; an epoch here is only "
+            f"{steps_per_epoch} steps; a stall from another process counts too)"),
+    ], check
 
 
 # --- 2. the data pipeline --------------------------------------------------------------------------------------
@@ -426,8 +463,9 @@ def write_digits_as_jpeg(datamodule: ShiftDataModule, root: Path) -> dict[str, s
     """The digits benchmark's training set, ID test set and strongest OOD set as JPEG files in ImageFolder
     layout (`<set>/<digit>/<n>.jpg`); returns the `folder` benchmark's options that read them."""
     mean, std = float(datamodule.mean), float(datamodule.std)
-    folders = {"train": datamodule.splits.train, "id_eval": next(s.dataset for s in datamodule.eval_sets if s.name == ID_TEST),
-               "rotated-strong": next(s.dataset for s in datamodule.eval_sets if s.name == "rotated-strong")}
+    eval_sets = {s.name: s.dataset for s in datamodule.eval_sets}
+    folders = {"train": datamodule.splits.train, "id_eval": eval_sets[ID_TEST],
+               "rotated-strong": eval_sets["rotated-strong"]}
     for folder, dataset in folders.items():
         images, labels = _tensors(dataset)
         pixels = ((images[:, 0] * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
@@ -439,36 +477,40 @@ def write_digits_as_jpeg(datamodule: ShiftDataModule, root: Path) -> dict[str, s
 
 
 def measure_data_pipeline(setup: Setup, scale: Scale) -> list[Row]:
-    lr = get_strategy("ft").hparams()["lr"]
-    digits_loader = setup.datamodule.train_dataloader()
-    digits = _epoch_rates(copy.deepcopy(setup.model), digits_loader, scale.pipeline_epochs, lr)
-
     options = write_digits_as_jpeg(setup.datamodule, setup.workdir / "digits-jpeg")
-    folder = build_datamodule("folder", data_config=setup.data_config, batch_size=setup.datamodule.batch_size,
-                              seed=SEED, **options)
-    folder.setup("fit")
-    folder_loader = folder.train_dataloader()
-    jpeg = _epoch_rates(copy.deepcopy(setup.model), folder_loader, scale.pipeline_epochs, lr)
-
-    common = (f"median of {scale.pipeline_epochs} alternating epochs per side after a warm-up epoch each, both "
-              f"driven by the same plain SGD step; in memory = the batches the loader produced, replayed")
-    training, _ = folder.image_transforms()
-    return [
-        Row("2a", "FT epoch, datamodule DataLoader vs in-memory: digits (tensors)", digits[0], digits[1],
-            "images/s", digits[0] / digits[1], ">= 0.9", _judged(digits[0] / digits[1] >= 0.9),
-            f"{common}; digits: TensorDataset in the datamodule's DataLoader (sampler, per-item indexing, collate), "
-            f"num_workers={setup.datamodule.num_workers}, {len(digits_loader)} batches an epoch"),
-        Row("2b", "FT epoch, datamodule DataLoader vs in-memory: real images (JPEG)", jpeg[0], jpeg[1],
-            "images/s", jpeg[0] / jpeg[1], ">= 0.9", _judged(jpeg[0] / jpeg[1] >= 0.9),
-            f"{common}; real images: the digits written as 32x32 JPEG files, read by the folder benchmark "
-            f"(ImageFolder, PIL decode, {_describe(training)}), num_workers={folder.num_workers}, "
-            f"{len(folder_loader)} batches an epoch"),
+    jpeg_folders = {}
+    for workers in (setup.datamodule.num_workers, LOADER_WORKERS):
+        jpeg_folders[workers] = build_datamodule("folder", data_config=setup.data_config, seed=SEED,
+                                                 batch_size=setup.datamodule.batch_size, num_workers=workers, **options)
+        jpeg_folders[workers].setup("fit")
+    training, _ = jpeg_folders[LOADER_WORKERS].image_transforms()
+    jpeg = (f"real images: the digits written as 32x32 JPEG files, read by the folder benchmark (ImageFolder, PIL "
+            f"decode, {' + '.join(_transform_steps(training))})")
+    cases = [
+        ("2a", "digits (tensors)", setup.datamodule,
+         "digits: a TensorDataset in the datamodule's DataLoader (sampler, per-item indexing, collate)"),
+        ("2b", "real images (JPEG)", jpeg_folders[setup.datamodule.num_workers], jpeg),
+        ("2c", f"real images (JPEG), {LOADER_WORKERS} loader workers", jpeg_folders[LOADER_WORKERS],
+         f"as 2b with `lpft-bench run --num-workers {LOADER_WORKERS}`"),
     ]
+    lr = get_strategy("ft").hparams()["lr"]
+    rows = []
+    for row_id, name, datamodule, what in cases:
+        loader = datamodule.train_dataloader()
+        ours, reference = _epoch_rates(copy.deepcopy(setup.model), loader, scale.pipeline_epochs, lr)
+        rows.append(Row(row_id, f"FT epoch, datamodule DataLoader vs in-memory: {name}", ours, reference, "images/s",
+                        ours / reference, ">= 0.9", _judged(ours / reference >= 0.9),
+                        f"{what}; num_workers={datamodule.num_workers}, {len(loader)} batches an epoch; median of "
+                        f"{scale.pipeline_epochs} alternating epochs per side after a warm-up epoch each, both driven "
+                        f"by the same plain SGD step; in memory: the batches the loader produced, replayed; "
+                        f"{_conditions()}"))
+    return rows
 
 
-def _describe(transform) -> str:
-    steps = getattr(transform, "transforms", [transform])
-    return " + ".join(type(step).__name__ for step in steps)
+def _transform_steps(transform) -> list[str]:
+    if hasattr(transform, "transforms"):  # Compose, nested where the luminance conversion wraps timm's transform
+        return [name for step in transform.transforms for name in _transform_steps(step)]
+    return [type(transform).__name__]
 
 
 # --- 3. the linear probe ----------------------------------------------------------------------------------------
@@ -507,12 +549,14 @@ def paper_probe(backbone: torch.nn.Module, datamodule: ShiftDataModule, Cs: tupl
 def measure_linear_probe(setup: Setup, scale: Scale) -> tuple[list[Row], str]:
     (phase,) = get_strategy("lp").phases()
     phase = replace(phase, probe_Cs=phase.probe_Cs[:: scale.probe_C_stride])
+    # The job only names the feature cache files, which go to a cache of their own, cold.
     job = Job(BENCHMARK, "lp", SEED, backbone=BACKBONE, benchmark_options=scale.benchmark_options)
     model = copy.deepcopy(setup.model)
     with _feature_cache_in(setup.workdir / "feature-cache"), ForwardCounter(model.backbone) as counter:
         started = time.perf_counter()
         record = run_probe_phase(job, phase, model, setup.datamodule, torch.device("cpu"))
         suite_seconds = time.perf_counter() - started
+    suite_load = os.getloadavg()[0]
     predicted = probe_forward_passes(phase, SetSizes.of(setup.datamodule), set())
     check = f"cold LP: counted {counter.images:,} backbone passes, count model {predicted:,}"
 
@@ -530,7 +574,9 @@ def measure_linear_probe(setup: Setup, scale: Scale) -> tuple[list[Row], str]:
             f"a sweep of {points} C values on {BENCHMARK} ({len(setup.datamodule.splits.train)} training images), all "
             f"timed, none extrapolated; paper: {paper['extraction_seconds']:.2f} s re-extracting features at every "
             f"point, {paper['fit_seconds']:.2f} s in {points} independent fits; suite: run_probe_phase on a cold "
-            f"feature cache (every set extracted once, then the warm-started path)"),
+            f"feature cache (every set extracted once, then the warm-started path); torch threads "
+            f"{torch.get_num_threads()}, machine load average {suite_load:.1f} after the suite's LP and "
+            f"{os.getloadavg()[0]:.1f} after the paper's, over the last minute on {os.cpu_count()} cores"),
         Row("3b", "LP chosen head ID test accuracy, suite vs paper", suite_accuracy, paper_accuracy, "% ID test",
             suite_accuracy / paper_accuracy, "|ours - reference| <= 0.2 points", _judged(abs(difference) <= 0.2),
             f"difference {difference:+.2f} points; chosen C: suite {record['probe']['C']:.3g}, "
@@ -561,13 +607,17 @@ def measure_matrix(check: str) -> Row:
     sizes = {name: expected_sizes(name, plan.options) for name, plan in suite.benchmarks.items()}
     unknown = [name for name, known in sizes.items() if known is None]
     counted = [name for name in suite.benchmarks if name not in unknown]
-    jobs = suite.expand(benchmarks=counted)
+    expanded = suite.expand(benchmarks=counted)
+    jobs = [job for job in expanded if countable(job)]
+    uncounted = sorted({job.strategy for job in expanded} - {job.strategy for job in jobs})
 
     def passes(reuse: bool = True, paper_probe: bool = False, one_pass: bool = True) -> int:
         return matrix_forward_passes(jobs, sizes, reuse, paper_probe, one_pass)
 
     ours, reference = passes(), passes(reuse=False, paper_probe=True, one_pass=False)
     left_out = f" ({', '.join(unknown)} left out: their data sources give no image count)" if unknown else ""
+    if uncounted:
+        left_out += f" (strategies {', '.join(uncounted)} left out: the count model has no weight-space phases)"
     built = [name for name in counted if not _has_reference_counts(name)]
     sources = "the data sources' expected counts" + (f" ({', '.join(built)}: as built)" if built else "")
     return Row("5", "forward passes of a suite's matrix, suite vs naive", ours, reference, "backbone passes",
@@ -588,7 +638,8 @@ def run_bench(out_csv: Path = DEFAULT_OUT, size: str = "full") -> pd.DataFrame:
         raise ValueError(f"size must be one of {', '.join(SCALES)}, not {size!r}")
     scale = SCALES[size]
     _quiet_lightning()
-    with tempfile.TemporaryDirectory(prefix="lpft-bench-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="lpft-bench-") as workdir, _threads(THREADS):
+        _progress("setup: data and the default backbone" + (" (pretrained once, then cached)" * scale.pretrained))
         setup = _setup(scale, Path(workdir))
         _progress("1/5 FT throughput: suite job vs plain loop")
         throughput, ft_check = measure_ft_throughput(setup, scale)
@@ -616,6 +667,7 @@ def _number(value: float) -> str:
 
 def format_bench(frame: pd.DataFrame) -> str:
     """The table, then each row's notes."""
+    frame = frame.fillna("")  # a table read back from CSV has NaN where a row has no target
     header = ("", "measurement", "ours", "reference", "unit", "ratio", "target", "met")
     table = [header] + [(r.id, r.measurement, _number(r.ours), _number(r.reference), r.unit, f"{r.ratio:.3g}",
                          r.target, r.met) for r in frame.itertuples()]

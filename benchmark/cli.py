@@ -147,6 +147,7 @@ def _add_matrix_arguments(parser: argparse.ArgumentParser, default_suite: str | 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lpft_bench.bench import add_bench_arguments, main_bench
     from lpft_bench.report import add_report_arguments, main_report
     from lpft_bench.theory import add_theory_arguments, main_theory
 
@@ -200,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     theory = commands.add_parser("theory", help="Kumar et al.'s two-layer linear network: LP vs FT OOD error as ε → 0")
     add_theory_arguments(theory)
     theory.set_defaults(func=lambda args: main_theory(args) and 0)
+
+    bench = commands.add_parser("bench", help="throughput and reuse measured against a plain loop and the paper's LP")
+    add_bench_arguments(bench)
+    bench.set_defaults(func=main_bench)
 
     return parser
 
