@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 from timm.data import create_transform, resolve_data_config
 from torch.utils.data import Dataset, Subset
@@ -144,11 +145,20 @@ class ArrayImages(Dataset):
 
 
 class TransformedImages(Dataset):
-    """(image tensor, label) pairs: `images` yields PIL images, `transform` makes the tensors."""
+    """(image tensor, label) pairs: `images` yields PIL images, `transform` makes the tensors.
 
-    def __init__(self, images: Dataset, transform: Callable):
+    `cache_bytes` > 0 keeps results in memory after their first read while the set's estimated size fits:
+    the tensors themselves for a deterministic (evaluation) transform, the decoded images for a random
+    (training) one, whose augmentation then still differs every epoch. Each loader worker fills its own cache.
+    """
+
+    def __init__(self, images: Dataset, transform: Callable, deterministic: bool = True, cache_bytes: int = 0):
         self.images = images
         self.transform = transform
+        self.deterministic = deterministic
+        self.cache_bytes = cache_bytes
+        self._cache: dict[int, tuple] | None = None
+        self._cache_decided = not cache_bytes
 
     @property
     def targets(self) -> list[int]:
@@ -157,9 +167,24 @@ class TransformedImages(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def _fits(self, item) -> bool:
+        sample = item[0]
+        size = sample.element_size() * sample.nelement() if isinstance(sample, torch.Tensor) else len(sample.tobytes())
+        return size * len(self) <= self.cache_bytes
+
     def __getitem__(self, index: int):
+        if self._cache is not None and index in self._cache:
+            cached = self._cache[index]
+            return cached if self.deterministic else (self.transform(cached[0]), cached[1])
         image, label = self.images[index]
-        return self.transform(image), label
+        result = (self.transform(image), label)
+        kept = result if self.deterministic else (image, label)
+        if not self._cache_decided:  # the first item read decides, by its size, for the whole set
+            self._cache_decided = True
+            self._cache = {} if self._fits(kept) else None
+        if self._cache is not None:
+            self._cache[index] = kept
+        return result
 
 
 class ImageShiftDataModule(ShiftDataModule):
@@ -172,6 +197,8 @@ class ImageShiftDataModule(ShiftDataModule):
       default is the benchmark's own (`augment_by_default`).
     - `ood_sets`: the OOD sets to evaluate, a name or a list (default: all), for users who have only some.
     - `root`: this benchmark's data root.
+    - `cache_mb` (default 1024): keep each set's decoded images (training) or evaluation tensors in memory
+      when the set's estimated size fits this budget, so files are read and decoded once per run; 0 disables.
     - `subset` (every benchmark): see ShiftDataModule.
     Transforms follow the backbone's timm data config: input size, interpolation, crop and normalisation.
     """
@@ -186,9 +213,10 @@ class ImageShiftDataModule(ShiftDataModule):
     class_names: tuple[str, ...]
 
     def __init__(self, root: str | None = None, augment: bool | None = None, ood_sets: Sequence[str] | None = None,
-                 val_fraction: float = 0.1, **kwargs):
+                 val_fraction: float = 0.1, cache_mb: int = 1024, **kwargs):
         super().__init__(**kwargs)
         self.root = root
+        self.cache_bytes = int(cache_mb) * 2**20
         if augment is not None and not isinstance(augment, bool):
             raise ValueError(f"augment must be true or false, not {augment!r}")
         self.augment = self.augment_by_default if augment is None else augment
@@ -257,9 +285,10 @@ class ImageShiftDataModule(ShiftDataModule):
         images = {spec.name: self.read(spec) for spec in specs}
         training, evaluation = self.image_transforms()
         train_images = images["train"]
-        train = TransformedImages(train_images, training)
-        train_eval = TransformedImages(train_images, evaluation)
-        eval_sets = [EvalSet(spec.name, TransformedImages(images[spec.name], evaluation), spec.split, spec.class_subset)
+        train = TransformedImages(train_images, training, deterministic=not self.augment, cache_bytes=self.cache_bytes)
+        train_eval = TransformedImages(train_images, evaluation, cache_bytes=self.cache_bytes)
+        eval_sets = [EvalSet(spec.name, TransformedImages(images[spec.name], evaluation, cache_bytes=self.cache_bytes),
+                             spec.split, spec.class_subset)
                      for spec in specs if spec.split != "train"]
         if self.mode == "clean":
             labels = np.asarray(train_images.targets)

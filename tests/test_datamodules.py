@@ -346,3 +346,35 @@ def test_check_lists_every_set_of_the_six_families(fake_root, tmp_path):
     assert not any(r.found for r in missing) and len(missing) == len(rows)
     table = format_check(missing)
     assert "0 of 25 sets found" in table and "cifar-10-python.tar.gz" in table and str(tmp_path / "sketch") in table
+
+
+class CountingReads(torch.utils.data.Dataset):
+    def __init__(self, images):
+        self.images, self.reads = images, []
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        self.reads.append(index)
+        return self.images[index]
+
+
+def test_image_cache_reads_each_file_once_and_keeps_augmentation_random(tmp_path):
+    root = write_fake("cifar10", tmp_path)
+
+    def counted(set_name, **options):
+        dm = build_datamodule("cifar10", data_root=str(root), data_config={"input_size": (3, 32, 32)}, **options)
+        dm.setup()
+        dataset = dm.splits.train if set_name == "train" else next(s.dataset for s in dm.eval_sets if s.name == set_name)
+        dataset.images = CountingReads(dataset.images)
+        return dataset, dataset.images.reads
+
+    train, reads = counted("train", augment=True)
+    first, second = train[0][0], train[0][0]
+    assert reads == [0] and not torch.equal(first, second)  # decoded once, augmented afresh each time
+    test_set, reads = counted("id_test")
+    assert torch.equal(test_set[1][0], test_set[1][0]) and reads == [1]
+    uncached, reads = counted("id_test", cache_mb=0)
+    uncached[1], uncached[1]
+    assert reads == [1, 1]
