@@ -9,7 +9,7 @@ import shutil
 import time
 import traceback
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import lightning as L
@@ -22,10 +22,13 @@ from lpft_bench.backbones import BackboneSpec, Classifier, build_backbone, resol
 from lpft_bench.datamodules import ShiftDataModule, benchmark_meaning, build_datamodule
 from lpft_bench.storage import atomic_write, cache_dir, meaning_hash, write_json
 from lpft_bench.strategies import get_strategy
-from lpft_bench.strategies.callbacks import BatchNormEval, EpochRecorder, FinetuneDiagnostics, FrozenBackboneEval
+from lpft_bench.strategies.callbacks import (BatchNormEval, EpochRecorder, FinetuneDiagnostics, FrozenBackboneEval,
+                                             FrozenLayerGroups)
 from lpft_bench.strategies.linear_probe import ProbeResult, cached_features, fit_logistic_path
 from lpft_bench.strategies.module import AdaptationModule, restrict_logits
 from lpft_bench.strategies.phases import Phase
+from lpft_bench.strategies.posthoc import (average, calibration, evaluate, greedy_soup, interpolate, predict,
+                                           reestimate_batchnorm)
 
 RECORD_SCHEMA = "lpft-bench/record/v1"
 DONE_MARKER = "done"
@@ -185,8 +188,10 @@ def run_gradient_phase(phase: Phase, prepared: "PreparedJob", ctx: RunContext, j
         callbacks.append(BatchNormEval())
     if phase.trains == "head":
         callbacks.append(FrozenBackboneEval(phase.also_train))
+    if phase.trains == "groups" or phase.frozen_groups or phase.unfreeze_every:
+        callbacks.append(FrozenLayerGroups(phase))
     diagnostics = None
-    if phase.trains == "all":
+    if phase.trains in ("all", "groups"):
         size = prepared.hparams.get("probe_size", 512)
         diagnostics = FinetuneDiagnostics(
             train_probe=probe_subset(dm.splits.train_eval, size),
@@ -213,7 +218,7 @@ def run_gradient_phase(phase: Phase, prepared: "PreparedJob", ctx: RunContext, j
         enable_model_summary=False,
         log_every_n_steps=1,
     )
-    module = AdaptationModule(model, phase, dm.eval_sets, dm.num_classes)
+    module = AdaptationModule(model, phase, dm.eval_sets, dm.num_classes, pretrained=prepared.pretrained)
     # Lightning keeps whatever train/eval modes modules have at fit start; a phase starts from train mode
     # and its callbacks put the frozen parts in eval mode.
     model.train()
@@ -229,9 +234,85 @@ def run_gradient_phase(phase: Phase, prepared: "PreparedJob", ctx: RunContext, j
 
 
 def select_epoch(phase_record: dict, selection_set: str) -> dict:
-    """The epoch with the best accuracy on the selection set (earliest on ties)."""
+    """The epoch (or weight-space candidate) with the best accuracy on the selection set (earliest on ties)."""
     key = f"acc/{selection_set}"
     return max(phase_record["epochs"], key=lambda row: (row[key], -row["epoch"]))
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _accuracies(prepared: "PreparedJob", device: torch.device) -> dict[str, float]:
+    dm = prepared.datamodule
+    return {f"acc/{name}": value for name, value in evaluate(prepared.model, dm.eval_sets, dm.eval_loader, device).items()}
+
+
+def run_interpolation_phase(phase: Phase, prepared: "PreparedJob", start: dict[str, torch.Tensor],
+                            device: torch.device) -> dict:
+    """WiSE-FT: every α's interpolation between `start` and the model as it is (BatchNorm statistics
+    re-estimated, or interpolated too), evaluated on every set; the model is left at the α chosen on the
+    selection set."""
+    model, dm = prepared.model.to(device), prepared.datamodule
+    end = _cpu_state(model)
+    train_loader = dm.eval_loader(dm.splits.train_eval)
+
+    def load(alpha: float) -> None:
+        model.load_state_dict(interpolate(start, end, alpha))
+        if phase.reestimate_bn:
+            reestimate_batchnorm(model, train_loader, device)
+
+    rows = []
+    for index, alpha in enumerate(phase.alphas):
+        load(alpha)
+        rows.append({"epoch": index, "alpha": alpha, **_accuracies(prepared, device)})
+    chosen = select_epoch({"epochs": rows}, dm.selection_set)
+    load(chosen["alpha"])
+    return {"name": phase.name, "phase": phase.describe(), "epochs": rows, "alpha": chosen["alpha"],
+            "end": head_state(model.head)}
+
+
+def ingredient_jobs(job: Job, phase: Phase) -> list[Job]:
+    """The sweep a soup averages: strategy `phase.ingredient` at each learning rate of `phase.sweep_lrs`, with
+    the soup job's benchmark, backbone and seed, and those of its hyperparameters the ingredient takes."""
+    ingredient = get_strategy(phase.ingredient)
+    hparams = get_strategy(job.strategy).hparams(job.hparams)
+    shared = {k: v for k, v in hparams.items() if k in ingredient.defaults}
+    return [replace(job, strategy=phase.ingredient, hparams={**shared, "lr": lr}) for lr in phase.sweep_lrs]
+
+
+def run_soup_phase(job: Job, phase: Phase, prepared: "PreparedJob", ctx: RunContext, device: torch.device,
+                   work_dir: Path) -> dict:
+    """A model soup of the sweep's fine-tuned models, which come from the phase store (where the sweep's own
+    jobs left them) or, when missing, are trained here into it. A soup of one ingredient is that model as
+    it is; a soup of several has its BatchNorm statistics re-estimated on the un-augmented training data
+    (unless the phase averages them with the weights)."""
+    model, dm = prepared.model, prepared.datamodule
+    ingredients, states = ingredient_jobs(job, phase), []
+    for ingredient in ingredients:
+        ingredient_prepared = prepare_job(ingredient, ctx)
+        run_phases(ingredient, ingredient_prepared, ctx, work_dir=work_dir / "ingredients" / ingredient.id)
+        states.append(_cpu_state(ingredient_prepared.model))
+    model.to(device)
+    train_loader = dm.eval_loader(dm.splits.train_eval)
+    selection = [s for s in dm.eval_sets if s.name == dm.selection_set]
+
+    def load(members: list[int]) -> None:
+        model.load_state_dict(average([states[i] for i in members]))
+        if len(members) > 1 and phase.reestimate_bn:
+            reestimate_batchnorm(model, train_loader, device)
+
+    def selection_accuracy(members: list[int]) -> float:
+        load(members)
+        return evaluate(model, selection, dm.eval_loader, device)[dm.selection_set]
+
+    scores = [selection_accuracy([i]) for i in range(len(states))]
+    members = greedy_soup(scores, selection_accuracy)[0] if phase.average == "greedy" else list(range(len(states)))
+    load(members)
+    return {"name": phase.name, "phase": phase.describe(), "epochs": [{"epoch": 0, **_accuracies(prepared, device)}],
+            "ingredients": [{"job_id": j.id, "lr": j.hparams["lr"], f"acc/{dm.selection_set}": score}
+                            for j, score in zip(ingredients, scores)],
+            "members": [ingredients[i].id for i in members], "end": head_state(model.head)}
 
 
 def _quiet_lightning() -> None:
@@ -294,28 +375,44 @@ def phase_key(job: Job, phases: list[Phase], index: int) -> str:
         "training": {k: hparams.get(k) for k in ("batch_size", "head", "probe_size")} if trained_by_gradient else {},
         "phases": [p.describe() for p in prefix],
     }
+    if prefix[-1].trains == "weight-average":
+        meaning["ingredients"] = [ingredient.id for ingredient in ingredient_jobs(job, prefix[-1])]
     return f"{index}-{prefix[-1].name}-{meaning_hash(meaning)}"
 
 
-def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext) -> tuple[list[dict], int, bool]:
+def _device(ctx: RunContext) -> torch.device:
+    return torch.device("cuda" if ctx.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path | None = None) -> tuple[list[dict], int, bool]:
     """Run the phases in order. A phase whose result is in the store (this job's earlier, interrupted run,
-    or another job with the same phase prefix) is loaded, not rerun.
+    or another job with the same phase prefix) is loaded, not rerun. Checkpoints and logs go to `work_dir`
+    (default: the job's directory).
 
     Returns the phase records, the world size and whether this process is rank zero."""
-    model, dm = prepared.model, prepared.datamodule
-    job_dir = ctx.job_dir(job)
-    device = torch.device("cuda" if ctx.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
+    model, dm, phases = prepared.model, prepared.datamodule, prepared.phases
+    job_dir = work_dir or ctx.job_dir(job)
+    device = _device(ctx)
     records, world_size, is_rank_zero = [], 1, True
-    for index, phase in enumerate(prepared.phases):
-        key = phase_key(job, prepared.phases, index)
+    start_of_previous = None
+    for index, phase in enumerate(phases):
+        start = _cpu_state(model) if index + 1 < len(phases) and phases[index + 1].trains == "weight-interpolation" else None
+        key = phase_key(job, phases, index)
         phase_dir = Path(ctx.out) / "phases" / key
         if (phase_dir / "record.json").exists():
             records.append({**json.loads((phase_dir / "record.json").read_text()), "reused": key})
             model.load_state_dict(load_file(str(phase_dir / "model.safetensors")))
+            start_of_previous = start
             continue
         if phase.trains == "logistic-probe":
             model.to(device)
             record = run_probe_phase(job, phase, model, dm, device)
+        elif phase.trains == "weight-interpolation":
+            if start_of_previous is None:
+                raise ValueError(f"phase {phase.name!r} interpolates from the start of the phase before it: it cannot come first")
+            record = run_interpolation_phase(phase, prepared, start_of_previous, device)
+        elif phase.trains == "weight-average":
+            record = run_soup_phase(job, phase, prepared, ctx, device, job_dir)
         else:
             record, trainer = run_gradient_phase(phase, prepared, ctx, job_dir, key)
             world_size, is_rank_zero = trainer.world_size, trainer.is_global_zero
@@ -323,7 +420,16 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext) -> tuple[list[d
         if is_rank_zero:
             _save_phase(phase_dir, model, record)
             shutil.rmtree(job_dir / "checkpoints" / key, ignore_errors=True)
+        start_of_previous = start
     return records, world_size, is_rank_zero
+
+
+def calibrate(prepared: PreparedJob, device: torch.device) -> dict:
+    """Temperature scaling of the model the job ends with (its last epoch; WiSE-FT's chosen α, a soup),
+    fitted on the selection set: accuracy, NLL and ECE per evaluation set before and after."""
+    model, dm = prepared.model.to(device), prepared.datamodule
+    outputs = {s.name: predict(model, dm.eval_loader(s.dataset), device) for s in dm.eval_sets}
+    return calibration(outputs, dm.eval_sets, dm.selection_set, dm.num_classes)
 
 
 def run_job(job: Job, ctx: RunContext) -> dict:
@@ -335,6 +441,9 @@ def run_job(job: Job, ctx: RunContext) -> dict:
     phases, world_size, is_rank_zero = run_phases(job, prepared, ctx)
     selection_set = dm.selection_set
     selected = select_epoch(phases[-1], selection_set)
+    selection = {"set": selection_set, "phase": phases[-1]["name"], "epoch": selected["epoch"]}
+    if "alpha" in selected:
+        selection["alpha"] = selected["alpha"]
     record = {
         "schema": RECORD_SCHEMA,
         "job_id": job.id,
@@ -342,8 +451,9 @@ def run_job(job: Job, ctx: RunContext) -> dict:
         "meaning": job.meaning(),
         "status": "done",
         "eval_sets": {s.name: {"split": s.split, "size": len(s.dataset)} for s in dm.eval_sets},
-        "selection": {"set": selection_set, "phase": phases[-1]["name"], "epoch": selected["epoch"]},
+        "selection": selection,
         "final": {s.name: selected[f"acc/{s.name}"] for s in dm.eval_sets},
+        "calibration": calibrate(prepared, _device(ctx)),
         "phases": phases,
         "environment": _environment(world_size),
         "seconds": round(time.time() - started, 2),

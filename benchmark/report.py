@@ -12,6 +12,7 @@ import pandas as pd
 from lpft_bench.storage import atomic_write
 from lpft_bench.strategies import STRATEGIES, get_strategy
 from lpft_bench.tables import (
+    PAPER_TABLES,
     format_table,
     load_records,
     paper_comparison,

@@ -121,6 +121,28 @@ SUITES: dict[str, Suite] = {
             seeds=(0,),
             fake_data=True,
         ),
+        Suite(
+            "beyond",
+            "the robust fine-tuning methods after the papers beside FT and LP-FT on digits, 3 seeds, 5 epochs: "
+            "WiSE-FT, L2-SP, layer-wise and discriminative LRs, surgical FT, freeze-embed, gradual unfreezing, "
+            "uniform and greedy soups of the FT sweep; every job records temperature scaling (calibration.csv)",
+            benchmarks={"digits": Plan(common={"epochs": 5, "batch_size": 64})},
+            # Listed in running order: wise-ft reuses the lp-ft jobs' phases, the soups the ft sweep's models.
+            # Every FT variant sweeps FT's learning rates.
+            strategies={
+                "ft": {"lr": [3e-3, 1e-2, 2e-2]},
+                "lp-ft": {"lr": [3e-4, 1e-3]},
+                "wise-ft": {"lr": [3e-4, 1e-3], "reestimate_bn": [True, False]},
+                "l2-sp": {"lr": [3e-3, 1e-2, 2e-2]},
+                "llrd": {"lr": [3e-3, 1e-2, 2e-2]},
+                "discriminative-lr": {"lr": [3e-3, 1e-2, 2e-2]},
+                "surgical-ft": {"lr": [1e-3], "block": ["layer1", "layer4"]},
+                "freeze-embed": {"lr": [3e-3, 1e-2, 2e-2]},
+                "gradual-unfreeze": {"lr": [3e-3, 1e-2, 2e-2]},
+                "uniform-soup": {"lrs": (3e-3, 1e-2, 2e-2)},
+                "greedy-soup": {"lrs": (3e-3, 1e-2, 2e-2)},
+            },
+        ),
     ]
 }
 

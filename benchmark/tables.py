@@ -83,6 +83,44 @@ def summary_table(selected: pd.DataFrame, split: str) -> pd.DataFrame:
     return table.round(2)
 
 
+def calibration_table(records: list[dict], selected: pd.DataFrame) -> pd.DataFrame:
+    """Expected calibration error (%) before and after temperature scaling, and the temperature, per strategy
+    and column of the ID/OOD tables (ID test, each OOD set), mean over seeds at the selected hyperparameters.
+    Empty when no selected job recorded calibration."""
+    chosen = set(selected["job_id"]) if not selected.empty else set()
+    rows = []
+    for record in records:
+        if record["job_id"] not in chosen or "calibration" not in record:
+            continue
+        calibration, benchmark = record["calibration"], record["job"]["benchmark"]
+        for eval_set, metrics in calibration["sets"].items():
+            if metrics["split"] == "id" and eval_set != "id_test":
+                continue
+            rows.append({"strategy": record["job"]["strategy"], "split": metrics["split"],
+                         "column": benchmark if metrics["split"] == "id" else f"{benchmark}:{eval_set}",
+                         "ece": 100.0 * metrics["ece"], "ece_calibrated": 100.0 * metrics["ece_calibrated"],
+                         "temperature": calibration["temperature"]})
+    columns = ["strategy", "split", "column", "ece", "ece_calibrated", "temperature", "seeds"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows)
+    table = frame.groupby(["strategy", "split", "column"]).agg(
+        ece=("ece", "mean"), ece_calibrated=("ece_calibrated", "mean"), temperature=("temperature", "mean"),
+        seeds=("ece", "count")).reset_index()
+    return table[columns].round(2)
+
+
+def format_calibration(table: pd.DataFrame) -> str:
+    """Strategies x columns, each cell 'ECE before → after'."""
+    title = "ECE (%) before → after temperature scaling fitted on ID validation, mean over seeds"
+    cells = table.assign(cell=[f"{b:.1f} → {a:.1f}" for b, a in zip(table["ece"], table["ece_calibrated"])])
+    order = list(dict.fromkeys(sorted(cells.loc[cells["split"] == "id", "column"]) +
+                               sorted(cells.loc[cells["split"] == "ood", "column"])))
+    wide = cells.pivot(index="strategy", columns="column", values="cell")[order].fillna("—")
+    wide.columns.name = None
+    return f"{title}\n{wide.to_string()}"
+
+
 def format_table(table: pd.DataFrame, title: str) -> str:
     """A readable view: 'mean ± interval (n seeds)' per cell."""
     if table.empty:
@@ -126,7 +164,8 @@ def _write_csv(frame: pd.DataFrame, path: Path, index: bool) -> None:
 
 
 def collect(store: Path) -> str:
-    """Write runs.csv, id.csv, ood.csv, vs_paper.csv and summary.md into the store; return the printed tables."""
+    """Write runs.csv, id.csv, ood.csv, vs_paper.csv and summary.md into the store (and calibration.csv when jobs
+    recorded temperature scaling); return the printed tables."""
     store = Path(store)
     records = load_records(store)
     runs = runs_frame(records)
@@ -143,6 +182,10 @@ def collect(store: Path) -> str:
     failed = [r for r in records if r.get("status") == "failed"]
     lines = [format_table(id_table, "ID accuracy (%), mean ± 90% interval over seeds"), "",
              format_table(ood_table, "OOD accuracy (%), mean ± 90% interval over seeds")]
+    calibration = calibration_table(records, selected)
+    if not calibration.empty:
+        _write_csv(calibration, store / "calibration.csv", index=False)
+        lines += ["", format_calibration(calibration)]
     if failed:
         lines += ["", f"{len(failed)} failed job(s): " + ", ".join(r["job_id"] for r in failed)]
     text = "\n".join(lines)

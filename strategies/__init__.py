@@ -1,6 +1,8 @@
 """Adaptation strategies as phase schedules, registered by name."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .phases import Phase, Strategy
@@ -9,6 +11,8 @@ from .phases import Phase, Strategy
 PAPER_PROBE_CS = tuple(float(c) for c in np.logspace(-7, 2, 50))
 FT_LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 LPFT_LR_GRID = (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
+WISE_ALPHAS = tuple(i / 10 for i in range(11))
+SOUP_LRS = (1e-3, 3e-3, 1e-2)
 
 _TRAINING = {"epochs": 10, "batch_size": 64, "head": "linear", "probe_size": 512}
 _HEAD_PROBING = {"hp_epochs": 10, "hp_lr": 1e-2}
@@ -48,6 +52,30 @@ def _after_head_probe(hp: dict) -> str:
     return "keep" if hp["hp_epochs"] > 0 else "random"
 
 
+def _lp_ft(hp: dict) -> list[Phase]:
+    return [_probe(hp), _finetune(hp, "eval", "keep")]
+
+
+def _wise_ft(hp: dict) -> list[Phase]:
+    """LP-FT's phases exactly (so a wise-ft job reuses the lp-ft job's results), then the interpolation."""
+    return [*_lp_ft(hp), Phase("wise", trains="weight-interpolation", alphas=WISE_ALPHAS, reestimate_bn=hp["reestimate_bn"])]
+
+
+def _surgical(hp: dict) -> list[Phase]:
+    """The block trains from the LP head (a frozen head must already fit the task); Lee et al.'s first
+    block is the stem with layer1."""
+    groups = ("stem", "layer1") if hp["block"] == "layer1" else (hp["block"],)
+    return [_probe(hp), replace(_finetune(hp, "eval", "keep"), trains="groups", train_groups=groups)]
+
+
+def _soup(average: str):
+    return lambda hp: [Phase("soup", trains="weight-average", average=average, ingredient=hp["ingredient"],
+                             sweep_lrs=tuple(hp["lrs"]), reestimate_bn=hp["reestimate_bn"])]
+
+
+_SOUP = {**_TRAINING, "ingredient": "ft", "lrs": SOUP_LRS, "reestimate_bn": True}
+
+
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in [
@@ -76,7 +104,7 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy(
             "lp-ft",
             "linear probe, then full fine-tuning from exactly that head, BatchNorm in eval mode",
-            lambda hp: [_probe(hp), _finetune(hp, "eval", "keep")],
+            _lp_ft,
             defaults={**_TRAINING, "lr": 1e-4, "batchnorm": "eval", "probe": "logistic", **_HEAD_PROBING},
             grid={"lr": LPFT_LR_GRID},
         ),
@@ -112,6 +140,76 @@ STRATEGIES: dict[str, Strategy] = {
                       "reinit_blocks": ("layer4.0",)},
             grid={"lr": FT_LR_GRID},
         ),
+        # After the papers: the robust fine-tuning baselines compared with LP-FT today.
+        Strategy(
+            "wise-ft",
+            "LP-FT, then WiSE-FT: weights (1 - α)·(pretrained + LP head) + α·(fine-tuned) for α in 0, 0.1, ..., 1, "
+            "BatchNorm statistics re-estimated on the training data (reestimate_bn=False: interpolated), "
+            "α chosen on ID validation",
+            _wise_ft,
+            defaults={**_TRAINING, "lr": 1e-4, "batchnorm": "eval", "probe": "logistic", **_HEAD_PROBING,
+                      "reestimate_bn": True},
+            grid={"lr": LPFT_LR_GRID, "reestimate_bn": (True, False)},
+        ),
+        Strategy(
+            "l2-sp",
+            "FT with the L2-SP penalty (l2sp_alpha/2)·||w - w0||² towards the pretrained backbone w0, "
+            "plus (l2sp_beta/2)·||head||²",
+            lambda hp: [replace(_finetune(hp, "train", "random"), l2sp_alpha=hp["l2sp_alpha"], l2sp_beta=hp["l2sp_beta"])],
+            defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", "l2sp_alpha": 0.01, "l2sp_beta": 0.0},
+            grid={"lr": FT_LR_GRID},
+        ),
+        Strategy(
+            "llrd",
+            "FT with layer-wise learning-rate decay: lr x lr_decay^(depth from the top), the head at lr "
+            "(ResNet: layer4, ..., layer1, stem; ViT: blocks.n-1, ..., blocks.0, patch embedding)",
+            lambda hp: [replace(_finetune(hp, "train", "random"), lr_decay=hp["lr_decay"])],
+            defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", "lr_decay": 0.65},
+            grid={"lr": FT_LR_GRID, "lr_decay": (0.5, 0.65, 0.8)},
+        ),
+        Strategy(
+            "discriminative-lr",
+            "FT with the whole backbone at backbone_lr_ratio x the head's learning rate",
+            lambda hp: [replace(_finetune(hp, "train", "random"), backbone_lr_ratio=hp["backbone_lr_ratio"])],
+            defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", "backbone_lr_ratio": 0.1},
+            grid={"lr": FT_LR_GRID},
+        ),
+        Strategy(
+            "surgical-ft",
+            "LP, then only one block group trains (block: layer1 = stem + layer1, layer2, layer3, layer4 or "
+            "head), BatchNorm in eval mode (Lee et al. 2023)",
+            _surgical,
+            defaults={**_TRAINING, "lr": 1e-3, "probe": "logistic", **_HEAD_PROBING, "block": "layer1"},
+            grid={"block": ("layer1", "layer2", "layer3", "layer4", "head"), "lr": FT_LR_GRID},
+        ),
+        Strategy(
+            "freeze-embed",
+            "FT with the embedding frozen: a ViT's patch embedding (with its tokens), a CNN's stem",
+            lambda hp: [replace(_finetune(hp, "train", "random"), frozen_groups=("stem",))],
+            defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train"},
+            grid={"lr": FT_LR_GRID},
+        ),
+        Strategy(
+            "gradual-unfreeze",
+            "FT unfreezing top-down: the head alone, then one more layer group every unfreeze_every epochs",
+            lambda hp: [replace(_finetune(hp, "train", "random"), unfreeze_every=hp["unfreeze_every"])],
+            defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", "unfreeze_every": 1},
+            grid={"lr": FT_LR_GRID},
+        ),
+        Strategy(
+            "uniform-soup",
+            "the uniform average of the weights of the `ingredient` strategy's runs at each of `lrs` "
+            "(same seed), BatchNorm statistics re-estimated",
+            _soup("uniform"),
+            defaults=_SOUP,
+        ),
+        Strategy(
+            "greedy-soup",
+            "the greedy soup of the `ingredient` strategy's runs at each of `lrs` (same seed): added in order "
+            "of ID validation accuracy while it does not drop",
+            _soup("greedy"),
+            defaults=_SOUP,
+        ),
     ]
 }
 
@@ -122,4 +220,5 @@ def get_strategy(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
-__all__ = ["FT_LR_GRID", "LPFT_LR_GRID", "PAPER_PROBE_CS", "Phase", "STRATEGIES", "Strategy", "get_strategy"]
+__all__ = ["FT_LR_GRID", "LPFT_LR_GRID", "PAPER_PROBE_CS", "SOUP_LRS", "STRATEGIES", "WISE_ALPHAS", "Phase", "Strategy",
+           "get_strategy"]

@@ -11,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lpft_bench.datamodules import EvalSet
 
+from .layers import HEAD, frozen_throughout, grouped_parameters
 from .phases import Phase
 
 
@@ -24,23 +25,34 @@ def restrict_logits(logits: torch.Tensor, class_subset: Sequence[int] | None) ->
 
 
 def set_trainable(model: nn.Module, phase: Phase) -> None:
-    """Gradients flow only where the phase trains; a frozen part is never handed to the optimiser."""
+    """Gradients flow only where the phase trains; a part frozen all phase long is never handed to the
+    optimiser (gradual unfreezing hands over everything and withholds updates: `callbacks.FrozenLayerGroups`)."""
     for p in model.backbone.parameters():
-        p.requires_grad_(phase.trains == "all")
+        p.requires_grad_(phase.trains in ("all", "groups"))
     for name in phase.also_train:
         for p in model.backbone.get_submodule(name).parameters():
             p.requires_grad_(True)
     for p in model.head.parameters():
         p.requires_grad_(True)
+    if phase.train_groups or phase.frozen_groups:
+        grouped = grouped_parameters(model)
+        for group in frozen_throughout(phase, list(grouped)):
+            for _, p in grouped[group]:
+                p.requires_grad_(False)
 
 
 class AdaptationModule(L.LightningModule):
     """Trains what `phase` trains; evaluates every evaluation set each epoch (one dataloader each)."""
 
-    def __init__(self, model: nn.Module, phase: Phase, eval_sets: Sequence[EvalSet], num_classes: int):
+    def __init__(self, model: nn.Module, phase: Phase, eval_sets: Sequence[EvalSet], num_classes: int,
+                 pretrained: dict[str, torch.Tensor] | None = None):
+        """`pretrained`: the backbone's parameters before any phase, the anchor of an L2-SP penalty."""
         super().__init__()
         self.model = model
         self.phase = phase
+        if (phase.l2sp_alpha or phase.l2sp_beta) and pretrained is None:
+            raise ValueError(f"phase {phase.name!r} has an L2-SP penalty: pass the pretrained backbone parameters")
+        self.anchor = pretrained if phase.l2sp_alpha or phase.l2sp_beta else None
         self.eval_sets = list(eval_sets)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=phase.label_smoothing)
         self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
@@ -52,13 +64,32 @@ class AdaptationModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def on_fit_start(self) -> None:
+        if self.anchor is not None:
+            self.anchor = {name: value.to(self.device) for name, value in self.anchor.items()}
+
+    def l2sp_penalty(self) -> torch.Tensor:
+        """(α/2)‖w − w0‖² over the trained backbone parameters + (β/2)‖head‖² (Li et al. 2018)."""
+        penalty = torch.zeros((), device=self.device)
+        for name, p in self.model.backbone.named_parameters():
+            if p.requires_grad:
+                penalty = penalty + 0.5 * self.phase.l2sp_alpha * (p - self.anchor[name]).pow(2).sum()
+        for p in self.model.head.parameters():
+            penalty = penalty + 0.5 * self.phase.l2sp_beta * p.pow(2).sum()
+        return penalty
+
     def training_step(self, batch, batch_idx):
         x, y = batch
         logits = self.model(x)
         loss = self.criterion(logits, y)
         self.train_accuracy(logits.argmax(-1), y)
+        # train/loss stays the task loss, comparable across strategies; a penalty is logged on its own.
         self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
         self.log("train/acc", self.train_accuracy, on_step=False, on_epoch=True)
+        if self.anchor is not None:
+            penalty = self.l2sp_penalty()
+            self.log("train/l2sp", penalty, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
+            loss = loss + penalty
         return loss
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
@@ -72,8 +103,22 @@ class AdaptationModule(L.LightningModule):
         count.update(torch.tensor(float(len(y)), device=y.device))
         self.log(f"n/{eval_set.name}", count, on_step=False, on_epoch=True, add_dataloader_idx=False)
 
+    def parameter_groups(self) -> list:
+        """The trained parameters; with layer-wise rates, one group per layer group (named, e.g. "layer3")
+        at lr × lr_decay^(depth from the top) × (backbone_lr_ratio below the head)."""
+        phase = self.phase
+        if phase.lr_decay == 1 and phase.backbone_lr_ratio == 1:
+            return [p for p in self.model.parameters() if p.requires_grad]
+        groups = []
+        for depth, (name, named) in enumerate(reversed(grouped_parameters(self.model).items())):
+            params = [p for _, p in named if p.requires_grad]
+            if params:
+                ratio = 1.0 if name == HEAD else phase.backbone_lr_ratio
+                groups.append({"name": name, "params": params, "lr": phase.lr * phase.lr_decay**depth * ratio})
+        return groups
+
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = self.parameter_groups()
         if self.phase.optimizer == "sgd":
             optimiser = torch.optim.SGD(params, lr=self.phase.lr, momentum=self.phase.momentum,
                                         weight_decay=self.phase.weight_decay)

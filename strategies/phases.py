@@ -1,11 +1,12 @@
 """A strategy is an ordered list of phases; each phase is one `Trainer.fit` (or one closed-form probe)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
-TRAINS = ("all", "head", "logistic-probe")
+TRAINS = ("all", "head", "groups", "logistic-probe", "weight-interpolation", "weight-average")
 BATCHNORM_MODES = ("train", "eval")
+AVERAGES = ("uniform", "greedy")
 
 
 @dataclass(frozen=True)
@@ -13,14 +14,26 @@ class Phase:
     """What trains, for how long, how, and from which head.
 
     trains: "all" (backbone and head), "head" (backbone frozen and in eval mode, except the modules
-        named in `also_train`), or "logistic-probe" (the paper's LP: cached eval-mode features,
-        standardised, L2 logistic regression over a regularisation path chosen on ID validation).
+        named in `also_train`), "groups" (only the layer groups in `train_groups` train: surgical
+        fine-tuning), "logistic-probe" (the paper's LP: cached eval-mode features, standardised, L2
+        logistic regression over a regularisation path chosen on ID validation), or a step in weight space:
+        "weight-interpolation" (WiSE-FT: (1 - α)·θ0 + α·θ1 for each α in `alphas`, θ0 the model at the start
+        of the previous phase, θ1 the model it ended with; α chosen on ID validation) or "weight-average"
+        (a model soup of the runs of strategy `ingredient` at each learning rate in `sweep_lrs`, `average`
+        "uniform" or "greedy"). Both record one row per candidate in `epochs` (its position in "epoch").
+    reestimate_bn: a weight-space phase recomputes BatchNorm statistics on the un-augmented training data
+        (False: the statistics are interpolated or averaged like the weights).
     batchnorm: "train" updates running statistics during the phase, "eval" keeps them fixed.
     head_init: "random" (a fresh head) or "keep" (the head the previous phase left).
     reinit: backbone modules (e.g. ResNet-50 "layer4.2") re-initialised at the start of the phase.
     schedule: "cosine" (per epoch, no warm-up) or "constant" (head probing: the head after τ epochs
         is then the same whatever the total, so a τ sweep is a sweep of early stopping).
     validate_every: evaluate every n epochs (the last epoch is always evaluated).
+    Layer groups (strategies.layers: "stem", the stages, "neck", "head") are frozen by `train_groups`
+    (trains="groups"), `frozen_groups` (all phase long) or `unfreeze_every` = n (top-down: the head alone,
+    then one more group every n epochs). Learning rates: `lr` × `lr_decay`^(depth from the top: head 0),
+    × `backbone_lr_ratio` below the head. `l2sp_alpha`, `l2sp_beta`: L2-SP, the loss plus
+    (α/2)‖w − w0‖² over backbone parameters (w0: the pretrained ones) plus (β/2)‖head‖².
     """
 
     name: str
@@ -38,6 +51,18 @@ class Phase:
     reinit: tuple[str, ...] = ()
     schedule: str = "cosine"
     validate_every: int = 1
+    train_groups: tuple[str, ...] = ()
+    frozen_groups: tuple[str, ...] = ()
+    unfreeze_every: int = 0
+    lr_decay: float = 1.0
+    backbone_lr_ratio: float = 1.0
+    l2sp_alpha: float = 0.0
+    l2sp_beta: float = 0.0
+    alphas: tuple[float, ...] = ()
+    average: str = ""
+    ingredient: str = ""
+    sweep_lrs: tuple[float, ...] = ()
+    reestimate_bn: bool = True
 
     def __post_init__(self):
         if self.trains not in TRAINS:
@@ -51,9 +76,30 @@ class Phase:
             raise ValueError(f"phase {self.name!r}: schedule={self.schedule!r}, expected 'cosine' or 'constant'")
         if self.head_init not in ("random", "keep"):
             raise ValueError(f"phase {self.name!r}: head_init={self.head_init!r}, expected 'random' or 'keep'")
+        if (self.trains == "groups") != bool(self.train_groups):
+            raise ValueError(f"phase {self.name!r}: train_groups name what trains='groups' trains, and only then")
+        if (self.frozen_groups or self.unfreeze_every) and self.trains != "all":
+            raise ValueError(f"phase {self.name!r}: frozen_groups and unfreeze_every freeze parts of trains='all'")
+        if (self.trains == "weight-interpolation") != bool(self.alphas) or not all(0 <= a <= 1 for a in self.alphas):
+            raise ValueError(f"phase {self.name!r}: trains='weight-interpolation' needs alphas in [0, 1], and only it")
+        if self.trains == "weight-average" and (self.average not in AVERAGES or not self.ingredient or not self.sweep_lrs):
+            raise ValueError(f"phase {self.name!r}: a weight average needs average in {AVERAGES}, an ingredient "
+                             "strategy and its sweep_lrs")
 
     def describe(self) -> dict:
-        return asdict(self)
+        described = asdict(self)
+        # Fields added after the first records appear only when set: every earlier phase, and so every
+        # earlier job and stored phase result, keeps its identity.
+        for name, default in _LATER_FIELD_DEFAULTS.items():
+            if described[name] == default:
+                del described[name]
+        return described
+
+
+_LATER_FIELD_DEFAULTS = {f.name: f.default for f in fields(Phase)
+                         if f.name in ("train_groups", "frozen_groups", "unfreeze_every", "lr_decay",
+                                       "backbone_lr_ratio", "l2sp_alpha", "l2sp_beta", "alphas", "average",
+                                       "ingredient", "sweep_lrs", "reestimate_bn")}
 
 
 @dataclass(frozen=True)

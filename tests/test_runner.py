@@ -14,6 +14,7 @@ from lpft_bench.cli import main
 from lpft_bench.jobs import Job, RunContext, is_done
 from lpft_bench.runner import job_lock, run_matrix, store_status
 from lpft_bench.storage import write_json
+from lpft_bench.strategies import STRATEGIES
 from lpft_bench.suites import get_suite
 from lpft_bench.tables import collect
 
@@ -25,7 +26,7 @@ def test_suite_expansion_counts_and_filters():
     # 6 trainings x (lp + 6 FT LRs + 6 LP-FT LRs) x 3 seeds, ImageNet sweeping 3 + 3 LRs.
     assert len(get_suite("paper").expand()) == 5 * 13 * 3 + 7 * 3
     assert len(get_suite("hpft").expand()) == (9 + 3) * 3
-    assert len(get_suite("smoke").expand()) == 7 * 8
+    assert len(get_suite("smoke").expand()) == 7 * len(STRATEGIES)
     jobs = get_suite("paper").expand(benchmarks=["cifar10"], strategies=["ft"], seeds=[0])
     assert sorted(j.hparams["lr"] for j in jobs) == [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
     assert {j.backbone for j in jobs} == {"moco-v2-resnet50"} and {j.hparams["epochs"] for j in jobs} == {20}
