@@ -66,9 +66,9 @@ def _run(args: argparse.Namespace) -> int:
     if missing:
         print(missing, file=sys.stderr)
         return 2
-    ctx = RunContext(out=out, data_root=data_root, accelerator=args.accelerator, devices=args.devices,
+    ctx = RunContext(out=out, data_root=data_root, accelerator=args.accelerator, devices=args.devices, nodes=args.nodes,
                      num_workers=args.num_workers, precision=args.precision, tensorboard=args.tensorboard)
-    slurm = {"cluster": args.slurm_cluster, "nodes": args.nodes}
+    slurm = {"cluster": args.slurm_cluster}
     if args.slurm_partition:
         slurm["slurm_partition"] = args.slurm_partition
     print(f"suite {suite.name}: {len(jobs)} jobs -> {out}", file=sys.stderr)

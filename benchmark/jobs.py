@@ -80,6 +80,7 @@ class RunContext:
     data_root: str | None = None
     accelerator: str = "auto"
     devices: int = 1
+    nodes: int = 1
     num_workers: int = 0
     precision: str | None = None
     tensorboard: bool = False
@@ -207,7 +208,8 @@ def run_gradient_phase(phase: Phase, prepared: "PreparedJob", ctx: RunContext, j
         max_epochs=phase.epochs,
         accelerator=ctx.accelerator,
         devices=ctx.devices,
-        strategy="ddp" if ctx.devices > 1 else "auto",
+        num_nodes=ctx.nodes,
+        strategy="ddp" if ctx.devices * ctx.nodes > 1 else "auto",
         precision=ctx.precision,
         callbacks=callbacks,
         logger=loggers,

@@ -147,9 +147,9 @@ def _run_slurm(jobs: list[Job], ctx: RunContext, progress: Progress, slurm: dict
 
     options = dict(slurm)
     cluster = options.pop("cluster", None)
-    nodes = options.pop("nodes", 1)
     executor = submitit.AutoExecutor(folder=Path(ctx.out) / "slurm", cluster=cluster)
-    executor.update_parameters(nodes=nodes, tasks_per_node=ctx.devices, gpus_per_node=ctx.devices if cluster != "local" else 0,
+    # One task per GPU on every node: Lightning reads its ranks from SLURM's environment.
+    executor.update_parameters(nodes=ctx.nodes, tasks_per_node=ctx.devices, gpus_per_node=ctx.devices if cluster != "local" else 0,
                                timeout_min=options.pop("timeout_min", 24 * 60), **options)
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), 64))) as pool:
         def launch(job: Job) -> bool:
@@ -185,7 +185,7 @@ def run_matrix(jobs: list[Job], ctx: RunContext, launcher: str = "inline", slots
             with ThreadPoolExecutor(max_workers=slots) as pool:
                 list(pool.map(lambda job: _attempt(job, ctx, counters, launch), jobs))
         else:
-            in_process = launcher == "inline" and ctx.devices == 1
+            in_process = launcher == "inline" and ctx.devices * ctx.nodes == 1
             for job in jobs:
                 _attempt(job, ctx, counters, (lambda j: _run_inline(j, ctx)) if in_process else (lambda j: _run_subprocess(j, ctx)))
     finally:

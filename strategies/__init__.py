@@ -92,7 +92,8 @@ STRATEGIES: dict[str, Strategy] = {
             "linear probe: cached eval-mode features, L2 logistic regression, C chosen on ID validation "
             "(head=mlp or probe=sgd: a head-only SGD probe)",
             lambda hp: [_probe(hp)],
-            defaults={"head": "linear", "probe": "logistic", **_HEAD_PROBING},
+            # batch_size and probe_size matter to the SGD probe only; they make its phase the same as lp-ft's.
+            defaults={"head": "linear", "probe": "logistic", "batch_size": 64, "probe_size": 512, **_HEAD_PROBING},
         ),
         Strategy(
             "ft",

@@ -82,7 +82,8 @@ class AdaptationModule(L.LightningModule):
         x, y = batch
         logits = self.model(x)
         loss = self.criterion(logits, y)
-        self.train_accuracy(logits.argmax(-1), y)
+        # update, not forward: the batch's own accuracy is never needed, only the epoch's.
+        self.train_accuracy.update(logits.argmax(-1), y)
         # train/loss stays the task loss, comparable across strategies; a penalty is logged on its own.
         self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
         self.log("train/acc", self.train_accuracy, on_step=False, on_epoch=True)
