@@ -67,7 +67,8 @@ def _run(args: argparse.Namespace) -> int:
         print(missing, file=sys.stderr)
         return 2
     ctx = RunContext(out=out, data_root=data_root, accelerator=args.accelerator, devices=args.devices, nodes=args.nodes,
-                     num_workers=args.num_workers, precision=args.precision, tensorboard=args.tensorboard)
+                     num_workers=args.num_workers, precision=args.precision, tensorboard=args.tensorboard,
+                     compile=args.compile)
     slurm = {"cluster": args.slurm_cluster}
     if args.slurm_partition:
         slurm["slurm_partition"] = args.slurm_partition
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--slurm-cluster", help="submitit cluster (default: auto; 'local' runs without SLURM)")
     run.add_argument("--nodes", type=int, default=1, help="slurm: nodes per job (multi-node DDP)")
     run.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs per phase")
+    run.add_argument("--compile", action="store_true", help="torch.compile the model in every gradient phase")
     run.add_argument("--dry-run", action="store_true", help="print the expanded jobs and their count")
     run.set_defaults(func=_run)
 

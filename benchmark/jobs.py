@@ -14,6 +14,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from safetensors.torch import load_file, save_file
@@ -84,6 +85,7 @@ class RunContext:
     num_workers: int = 0
     precision: str | None = None
     tensorboard: bool = False
+    compile: bool = False
 
     def job_dir(self, job: Job) -> Path:
         return Path(self.out) / "jobs" / job.id
@@ -224,6 +226,11 @@ def run_gradient_phase(phase: Phase, prepared: "PreparedJob", ctx: RunContext, j
     # Lightning keeps whatever train/eval modes modules have at fit start; a phase starts from train mode
     # and its callbacks put the frozen parts in eval mode.
     model.train()
+    if isinstance(trainer.accelerator, CUDAAccelerator):
+        # NHWC is what cuDNN's convolution kernels prefer; parameters keep their names and values.
+        model.to(memory_format=torch.channels_last)
+    if ctx.compile:
+        model.compile()  # in place: state_dict keys (phase store, checkpoints) are unchanged
     start = head_state(model.head)
     last = checkpoint_dir / "last.ckpt"
     trainer.fit(module, datamodule=dm, ckpt_path=last if last.exists() else None, weights_only=True)

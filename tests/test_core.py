@@ -109,3 +109,16 @@ def test_job_identity_is_its_meaning_not_its_machine_paths(tmp_path):
 def test_unknown_hyperparameter_is_a_clear_error():
     with pytest.raises(KeyError, match="takes"):
         Job("digits", "lp", seed=0, hparams={"lr": 1.0}).meaning()
+
+
+@pytest.mark.slow
+def test_compiled_fine_tuning_keeps_the_state_dict_names_the_store_relies_on(tmp_path):
+    ctx = RunContext(out=tmp_path / "store", accelerator="cpu", compile=True)
+    job = Job("digits", "lp-ft", seed=0, hparams={"epochs": 1})
+    record = run_job(job, ctx)
+    assert record["status"] == "done"
+    assert record["phases"][1]["start"]["head_sha256"] == record["phases"][0]["end"]["head_sha256"]
+    from safetensors.torch import load_file
+
+    (saved,) = (ctx.out / "phases").glob("1-ft-*/model.safetensors")
+    assert not any("_orig_mod" in key for key in load_file(str(saved)))
