@@ -1,6 +1,5 @@
 """The report from synthetic stores: hand-written job records, so every expected number is known."""
 import argparse
-import json
 import math
 
 import pandas as pd

@@ -1,6 +1,5 @@
 """The matrix runner: suite expansion, launchers, kill-and-resume, status, and the tables."""
 import json
-import os
 import signal
 import subprocess
 import sys
