@@ -36,7 +36,12 @@ def cached_features(path: Path, backbone: nn.Module, loader: DataLoader, device=
         with np.load(path) as data:
             return data["features"], data["labels"]
     features, labels = extract_features(backbone, loader, device)
-    atomic_write(path, lambda tmp: np.savez(open(tmp, "wb"), features=features, labels=labels))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a path
+            np.savez(handle, features=features, labels=labels)
+
+    atomic_write(path, write)
     return features, labels
 
 
