@@ -57,7 +57,7 @@ from torch.utils.data import DataLoader, Dataset
 from lpft_bench.backbones import Classifier, build_backbone, resolve_backbone
 from lpft_bench.datamodules import BENCHMARKS, ID_TEST, ID_VAL, ShiftDataModule, benchmark_meaning, build_datamodule
 from lpft_bench.datamodules.imagedata import ImageShiftDataModule
-from lpft_bench.jobs import (Job, PreparedJob, RunContext, _quiet_lightning, phase_key, run_gradient_phase,
+from lpft_bench.jobs import (Job, PreparedJob, RunContext, quiet_lightning, phase_key, run_gradient_phase,
                              run_probe_phase)
 from lpft_bench.storage import atomic_write, canonical_json
 from lpft_bench.strategies import Phase, get_strategy
@@ -637,7 +637,7 @@ def run_bench(out_csv: Path = DEFAULT_OUT, size: str = "full") -> pd.DataFrame:
     if size not in SCALES:
         raise ValueError(f"size must be one of {', '.join(SCALES)}, not {size!r}")
     scale = SCALES[size]
-    _quiet_lightning()
+    quiet_lightning()
     with tempfile.TemporaryDirectory(prefix="lpft-bench-") as workdir, _threads(THREADS):
         _progress("setup: data and the default backbone" + (" (pretrained once, then cached)" * scale.pretrained))
         setup = _setup(scale, Path(workdir))

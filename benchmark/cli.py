@@ -134,6 +134,13 @@ def _data_fake(args: argparse.Namespace) -> int:
     return 0
 
 
+def _theory(args: argparse.Namespace) -> int:
+    from lpft_bench.theory import main_theory
+
+    main_theory(args)  # prints its summary and writes theory.csv / theory.png
+    return 0
+
+
 def _add_matrix_arguments(parser: argparse.ArgumentParser, default_suite: str | None) -> None:
     parser.add_argument("--suite", default=default_suite)
     parser.add_argument("--all", action="store_true", help="the paper suite: Kumar et al.'s full protocol")
@@ -150,7 +157,7 @@ def _add_matrix_arguments(parser: argparse.ArgumentParser, default_suite: str | 
 def build_parser() -> argparse.ArgumentParser:
     from lpft_bench.bench import add_bench_arguments, main_bench
     from lpft_bench.report import add_report_arguments, main_report
-    from lpft_bench.theory import add_theory_arguments, main_theory
+    from lpft_bench.theory import add_theory_arguments
 
     parser = argparse.ArgumentParser(prog="lpft-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command")
@@ -202,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     theory = commands.add_parser("theory", help="Kumar et al.'s two-layer linear network: LP vs FT OOD error as ε → 0")
     add_theory_arguments(theory)
-    theory.set_defaults(func=lambda args: main_theory(args) and 0)
+    theory.set_defaults(func=_theory)
 
     bench = commands.add_parser("bench", help="throughput and reuse measured against a plain loop and the paper's LP")
     add_bench_arguments(bench)

@@ -324,7 +324,8 @@ def run_soup_phase(job: Job, phase: Phase, prepared: "PreparedJob", ctx: RunCont
             "members": [ingredients[i].id for i in members], "end": head_state(model.head)}
 
 
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
+    """Jobs print nothing but failures: a matrix of hundreds would otherwise drown its own progress bar."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -443,7 +444,7 @@ def calibrate(prepared: PreparedJob, device: torch.device) -> dict:
 
 def run_job(job: Job, ctx: RunContext) -> dict:
     """Run every phase of the job and write its record (atomically, then the `done` marker)."""
-    _quiet_lightning()
+    quiet_lightning()
     started = time.time()
     prepared = prepare_job(job, ctx)
     dm = prepared.datamodule

@@ -17,10 +17,11 @@ CELL_COLUMNS = ["strategy", "column", "mean", "ci90", "seeds"]
 
 
 def load_records(store: Path) -> list[dict]:
-    records = []
-    for path in sorted((Path(store) / "jobs").glob("*/record.json")):
-        records.append(json.loads(path.read_text()))
-    return records
+    jobs = Path(store) / "jobs"
+    if not jobs.is_dir():
+        raise FileNotFoundError(f"no results store at {store}: expected {jobs}/<job id>/record.json, "
+                                "as `lpft-bench run --out DIR` writes")
+    return [json.loads(path.read_text()) for path in sorted(jobs.glob("*/record.json"))]
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:

@@ -161,6 +161,11 @@ def test_a_failing_job_is_recorded_and_the_matrix_goes_on(tmp_path, capsys):
     assert store_status(tmp_path, [good, bad])["failed"] == 1
 
 
+def test_collect_on_a_path_that_is_no_store_says_what_it_expected(tmp_path, capsys):
+    assert main(["collect", "--out", str(tmp_path / "nowhere")]) == 2
+    assert "no results store" in capsys.readouterr().err
+
+
 def test_missing_data_stops_a_run_before_training_with_the_expected_layout(tmp_path, capsys):
     code = main(["run", "--suite", "paper", "--benchmarks", "cifar10", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err

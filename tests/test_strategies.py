@@ -64,10 +64,11 @@ def test_head_probing_leaves_the_backbone_untouched_and_ft_starts_from_that_head
 
 
 def test_tau_zero_is_exactly_fine_tuning(tmp_path):
-    ctx = _ctx(tmp_path)
     assert get_strategy("hp-ft").phases({"hp_epochs": 0}) == get_strategy("ft").phases()
-    ft = run_job(Job("digits", "ft", seed=3, hparams={"epochs": 1}), ctx)
-    hp0 = run_job(Job("digits", "hp-ft", seed=3, hparams={"epochs": 1, "hp_epochs": 0}), ctx)
+    # Separate stores: the same phases would otherwise be shared, not trained twice.
+    ft = run_job(Job("digits", "ft", seed=3, hparams={"epochs": 1}), _ctx(tmp_path / "ft"))
+    hp0 = run_job(Job("digits", "hp-ft", seed=3, hparams={"epochs": 1, "hp_epochs": 0}), _ctx(tmp_path / "hp0"))
+    assert "reused" not in hp0["phases"][0]
     assert hp0["final"] == ft["final"]
 
 
