@@ -1,0 +1,56 @@
+"""Every job id and phase key the suites produce, pinned: a refactor that changes one orphans results stores.
+
+Regenerate deliberately (and say why in the commit) with `LPFT_BENCH_UPDATE_GOLDEN=1 python -m pytest tests/test_golden_ids.py`."""
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from lpft_bench.jobs import Job, phase_key
+from lpft_bench.strategies import get_strategy
+from lpft_bench.suites import SUITES
+
+GOLDEN = Path(__file__).parent / "golden" / "job_ids.json"
+
+
+def _extra_jobs(tmp_path: Path) -> dict[str, Job]:
+    """A user's timm backbone with a local checkpoint of fixed content, and a folder dataset."""
+    checkpoint = tmp_path / "weights.safetensors"
+    save_file({"weight": torch.arange(12, dtype=torch.float32).reshape(3, 4)}, str(checkpoint))
+    folder = {"train": str(tmp_path / "train"), "id_eval": str(tmp_path / "test"), "ood": {"blur": str(tmp_path / "blur")}}
+    return {
+        "timm-checkpoint": Job("digits", "lp-ft", 0, backbone="timm:resnet18", checkpoint=str(checkpoint),
+                               hparams={"lr": 1e-4}),
+        "folder": Job("folder", "ft", 1, backbone="efficientnet-lite0", hparams={"lr": 1e-3, "epochs": 3},
+                      benchmark_options=folder),
+    }
+
+
+def _identities(jobs: dict[str, Job]) -> dict[str, dict]:
+    table = {}
+    for label, job in jobs.items():
+        phases = get_strategy(job.strategy).phases(job.hparams)
+        table[label] = {"id": job.id, "phases": [phase_key(job, phases, i) for i in range(len(phases))]}
+    return table
+
+
+def current_identities(tmp_path: Path) -> dict[str, dict]:
+    jobs = {}
+    for suite in SUITES.values():
+        for job in suite.expand():
+            hparams = ",".join(f"{k}={v}" for k, v in sorted(job.hparams.items()))
+            jobs[f"{suite.name}/{job.benchmark}/{job.strategy}/{hparams}/seed={job.seed}"] = job
+    jobs.update(_extra_jobs(tmp_path))
+    return _identities(jobs)
+
+
+def test_every_job_id_and_phase_key_is_pinned(tmp_path):
+    current = current_identities(tmp_path)
+    if os.environ.get("LPFT_BENCH_UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    assert sorted(current) == sorted(golden), "jobs appeared or vanished from the suites"
+    changed = [label for label in golden if current[label] != golden[label]]
+    assert not changed, f"{len(changed)} job ids or phase keys changed, e.g. {changed[:3]}"
