@@ -50,7 +50,7 @@ def _missing_data(data_root: str | None, benchmarks: set[str]) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     from lpft_bench.jobs import RunContext
     from lpft_bench.runner import run_matrix
-    from lpft_bench.tables import collect
+    from lpft_bench.analysis.tables import collect
 
     suite, jobs = _suite_jobs(args)
     if args.dry_run:
@@ -93,14 +93,14 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from lpft_bench.tables import collect
+    from lpft_bench.analysis.tables import collect
 
     print(collect(Path(args.out)))
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    from lpft_bench.backbones import BACKBONES
+    from lpft_bench.models import BACKBONES
     from lpft_bench.datamodules import BENCHMARKS
     from lpft_bench.strategies import STRATEGIES
     from lpft_bench.suites import SUITES
@@ -135,7 +135,7 @@ def _data_fake(args: argparse.Namespace) -> int:
 
 
 def _theory(args: argparse.Namespace) -> int:
-    from lpft_bench.theory import main_theory
+    from lpft_bench.analysis.theory import main_theory
 
     main_theory(args)  # prints its summary and writes theory.csv / theory.png
     return 0
@@ -155,9 +155,9 @@ def _add_matrix_arguments(parser: argparse.ArgumentParser, default_suite: str | 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lpft_bench.bench import add_bench_arguments, main_bench
-    from lpft_bench.report import add_report_arguments, main_report
-    from lpft_bench.theory import add_theory_arguments
+    from lpft_bench.analysis.bench import add_bench_arguments, main_bench
+    from lpft_bench.analysis.report import add_report_arguments, main_report
+    from lpft_bench.analysis.theory import add_theory_arguments
 
     parser = argparse.ArgumentParser(prog="lpft-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command")

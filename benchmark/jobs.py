@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from safetensors.torch import load_file, save_file
 
-from lpft_bench.backbones import BackboneSpec, Classifier, build_backbone, resolve_backbone
+from lpft_bench.models import BackboneSpec, Classifier, build_backbone, resolve_backbone
 from lpft_bench.datamodules import ShiftDataModule, benchmark_meaning, build_datamodule
 from lpft_bench.storage import atomic_write, cache_dir, meaning_hash, write_json
 from lpft_bench.strategies import get_strategy

@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 
-from lpft_bench.bench import format_bench, run_bench
+from lpft_bench.analysis.bench import format_bench, run_bench
 
 
 def test_tiny_bench_writes_all_five_measurements_with_finite_numbers(tmp_path):

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torchmetrics.classification import MulticlassCalibrationError
 
-from lpft_bench.backbones import Classifier
+from lpft_bench.models import Classifier
 from lpft_bench.datamodules import EvalSet
 from lpft_bench.jobs import Job, RunContext, ingredient_jobs, phase_key, prepare_job, run_job, run_phases
 from lpft_bench.storage import write_json
@@ -19,7 +19,7 @@ from lpft_bench.strategies.layers import grouped_parameters, layer_groups
 from lpft_bench.strategies.module import AdaptationModule, set_trainable
 from lpft_bench.strategies.posthoc import calibration, fit_temperature, greedy_soup, interpolate
 from lpft_bench.suites import get_suite
-from lpft_bench.tables import collect
+from lpft_bench.analysis.tables import collect
 
 RESNET_GROUPS = ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
 

@@ -66,7 +66,7 @@ def test_efficientnet_lite0_package_weights_classify_real_imagenet_photos(tmp_pa
     from timm.data import ImageNetInfo
     from torchvision.datasets import ImageFolder
 
-    from lpft_bench.backbones import BACKBONES, build_backbone
+    from lpft_bench.models import BACKBONES, build_backbone
 
     with tarfile.open(IMAGENETTE) as archive:
         archive.extractall(tmp_path, filter="data")

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from lpft_bench.report import add_report_arguments, main_report, write_report
+from lpft_bench.analysis.report import add_report_arguments, main_report, write_report
 from lpft_bench.storage import meaning_hash, write_json
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

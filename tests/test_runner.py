@@ -15,7 +15,7 @@ from lpft_bench.runner import job_lock, run_matrix, store_status
 from lpft_bench.storage import write_json
 from lpft_bench.strategies import STRATEGIES
 from lpft_bench.suites import get_suite
-from lpft_bench.tables import collect
+from lpft_bench.analysis.tables import collect
 
 GOLDEN = Path(__file__).parent / "golden"
 

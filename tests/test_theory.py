@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lpft_bench.theory import (
+from lpft_bench.analysis.theory import (
     add_theory_arguments,
     fine_tune,
     main_theory,

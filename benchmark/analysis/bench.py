@@ -54,7 +54,7 @@ from threadpoolctl import threadpool_limits
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import DataLoader, Dataset
 
-from lpft_bench.backbones import Classifier, build_backbone, resolve_backbone
+from lpft_bench.models import Classifier, build_backbone, resolve_backbone
 from lpft_bench.datamodules import BENCHMARKS, ID_TEST, ID_VAL, ShiftDataModule, benchmark_meaning, build_datamodule
 from lpft_bench.datamodules.imagedata import ImageShiftDataModule
 from lpft_bench.jobs import (Job, PreparedJob, RunContext, quiet_lightning, phase_key, run_gradient_phase,

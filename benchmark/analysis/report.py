@@ -11,7 +11,7 @@ import pandas as pd
 
 from lpft_bench.storage import atomic_write
 from lpft_bench.strategies import STRATEGIES, get_strategy
-from lpft_bench.tables import (
+from lpft_bench.analysis.tables import (
     PAPER_TABLES,
     format_table,
     load_records,

