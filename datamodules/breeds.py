@@ -12,6 +12,7 @@ from pathlib import Path
 from .base import ID_TEST
 from .class_tables import ENTITY30, LIVING17, BreedsClass
 from .imagedata import ClassFolders, ImageShiftDataModule, SetSpec
+from .transforms import Pipeline, center_crop, horizontal_flip, random_resized_crop, resize, scaled
 from .imagenet import IMAGENET, IMAGENET_TRAIN_DIR, IMAGENET_VAL_DIR
 
 
@@ -23,6 +24,12 @@ class BreedsShift(ImageShiftDataModule):
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.classes)
+
+    def pipelines(self, size: int, interpolation: str, crop_pct: float) -> tuple[Pipeline, Pipeline]:
+        """The authors' datasets_living17.yaml and datasets_entity30.yaml: torchvision's random-resized-crop
+        + flip for training, resize 256 + centre crop 224 for evaluation, all bilinear."""
+        return ([random_resized_crop(size, "bilinear"), horizontal_flip()],
+                [resize(scaled(size, 256), "bilinear"), center_crop(size)])
 
     def load(self, spec: SetSpec, path: Path) -> ClassFolders:
         side = "target" if spec.split == "ood" else "source"

@@ -20,6 +20,7 @@ from torchvision.datasets import CIFAR10, STL10
 from .base import ID_TEST, DatasetMissing
 from .class_tables import CIFAR10_CLASSES, STL10_TO_CIFAR10
 from .imagedata import ArrayImages, DataSource, ImageShiftDataModule, SetSpec
+from .transforms import Pipeline, horizontal_flip, random_resized_crop, resize
 
 CIFAR10_SOURCE = DataSource(
     "CIFAR-10 (python pickles)",
@@ -120,13 +121,17 @@ class Cifar10Shift(ImageShiftDataModule):
     name = "cifar10"
     class_names = CIFAR10_CLASSES
     augment_by_default = False
-    resize_only = True
 
     def __init__(self, cifar101_version: str = "v6", **kwargs):
         if cifar101_version not in CIFAR101_COUNTS:
             raise ValueError(f"cifar101_version must be one of {', '.join(CIFAR101_COUNTS)}, not {cifar101_version!r}")
         self.cifar101_version = cifar101_version
         super().__init__(**kwargs)
+
+    def pipelines(self, size: int, interpolation: str, crop_pct: float) -> tuple[Pipeline, Pipeline]:
+        """The authors' datasets_cifar_stl.yaml: the whole image resized to the input size (bilinear), no crop;
+        `augment=True` adds torchvision's random-resized-crop + flip, as the authors' augmented variants."""
+        return ([random_resized_crop(size, "bilinear"), horizontal_flip()], [resize((size, size), "bilinear")])
 
     @property
     def sets(self) -> tuple[SetSpec, ...]:

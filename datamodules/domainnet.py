@@ -15,6 +15,7 @@ from pathlib import Path
 from .base import ID_TEST, DatasetMissing
 from .class_tables import DOMAINNET40
 from .imagedata import DataSource, ImageShiftDataModule, LabeledFiles, SetSpec
+from .transforms import Pipeline, horizontal_flip, random_crop, resize, scaled
 
 DOMAINNET = DataSource(
     "DomainNet (SENTRY 40-class lists)",
@@ -59,6 +60,12 @@ class DomainNetShift(ImageShiftDataModule):
         SetSpec("painting", "ood", sentry_list_path("painting", "test"), DOMAINNET, 2_909),
         SetSpec("clipart", "ood", sentry_list_path("clipart", "test"), DOMAINNET, 1_616),
     )
+
+    def pipelines(self, size: int, interpolation: str, crop_pct: float) -> tuple[Pipeline, Pipeline]:
+        """The authors' datasets_domainnet.yaml: training resized to 256x256 (bicubic), a random 224 crop and a
+        flip; evaluation resized to 224x224 (bicubic)."""
+        return ([resize((scaled(size, 256),) * 2, "bicubic"), random_crop(size), horizontal_flip()],
+                [resize((size, size), "bicubic")])
 
     def load(self, spec: SetSpec, path: Path) -> LabeledFiles:
         return read_sentry_list(path)

@@ -21,6 +21,7 @@ import pandas as pd
 from .base import ID_TEST, DatasetMissing
 from .class_tables import FMOW_CATEGORIES
 from .imagedata import DataSource, ImageShiftDataModule, LabeledFiles, SetSpec
+from .transforms import Pipeline, horizontal_flip, random_resized_crop, resize
 
 FMOW = DataSource(
     "FMoW (WILDS v1.1)",
@@ -76,6 +77,7 @@ class FmowShift(ImageShiftDataModule):
 
     name = "fmow"
     class_names = FMOW_CATEGORIES
+    augment_by_default = False
     sets = (
         # The reference gives no per-region counts.
         SetSpec("train", "train", FMOW_DIR, FMOW),
@@ -83,6 +85,12 @@ class FmowShift(ImageShiftDataModule):
         SetSpec("africa", "ood", FMOW_DIR, FMOW),
         SetSpec("europe", "ood", FMOW_DIR, FMOW),
     )
+
+    def pipelines(self, size: int, interpolation: str, crop_pct: float) -> tuple[Pipeline, Pipeline]:
+        """The authors' datasets_fmow.yaml: the native 224x224 images as they are, no augmentation (the resize
+        is the identity at 224 and adapts other input sizes); `augment=True` adds torchvision's
+        random-resized-crop + flip."""
+        return ([random_resized_crop(size, "bilinear"), horizontal_flip()], [resize((size, size), "bilinear")])
 
     def load(self, spec: SetSpec, path: Path) -> LabeledFiles:
         return read_fmow(path, *SELECTIONS[spec.name])

@@ -10,6 +10,7 @@ are the same either way and are listed in each benchmark module's docstring.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -19,12 +20,12 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from timm.data import create_transform, resolve_data_config
+from timm.data import resolve_data_config
 from torch.utils.data import Dataset, Subset
-from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
 from .base import ID_VAL, CorruptImage, DatasetMissing, EvalSet, ShiftDataModule, ShiftSplits, stratified_sample
+from .transforms import Pipeline, center_crop, compose, horizontal_flip, op, random_resized_crop, resize
 
 DATA_ROOT_VARIABLE = "LPFT_BENCH_DATA"
 
@@ -193,20 +194,19 @@ class ImageShiftDataModule(ShiftDataModule):
     Options (benchmark options of a job):
     - `mode`: "paper" (the default but for `folder`) or "clean" (an `id_val` of `val_fraction` of the
       training images, drawn per class with the job's seed, is held out from training).
-    - `augment`: random-resized-crop + horizontal flip for training (the paper's augmentation); the
-      default is the benchmark's own (`augment_by_default`).
+    - `augment`: the benchmark's training augmentation (`pipelines`); the default is the benchmark's own
+      (`augment_by_default`); without it training reads the evaluation transform.
     - `ood_sets`: the OOD sets to evaluate, a name or a list (default: all), for users who have only some.
     - `root`: this benchmark's data root.
     - `cache_mb` (default 1024): keep each set's decoded images (training) or evaluation tensors in memory
       when the set's estimated size fits this budget, so files are read and decoded once per run; 0 disables.
     - `subset` (every benchmark): see ShiftDataModule.
-    Transforms follow the backbone's timm data config: input size, interpolation, crop and normalisation.
+    Transforms: each benchmark's `pipelines` (the authors' configs for the paper's benchmarks) at the backbone's
+    input size, then the backbone's normalisation.
     """
 
     modes = ("paper", "clean")
     augment_by_default = True
-    # CIFAR: the paper resized the whole 32x32 image to the input size; a centre crop would cut its border.
-    resize_only = False
     # Read from a fixed layout under the data root (so the data check lists it).
     canonical = True
     sets: tuple[SetSpec, ...]
@@ -266,17 +266,32 @@ class ImageShiftDataModule(ShiftDataModule):
         except DatasetMissing as error:
             raise self._missing(spec, error) from None
 
-    def image_transforms(self) -> tuple[Callable, Callable]:
-        """(training, evaluation) transforms from the backbone's data config."""
+    def pipelines(self, size: int, interpolation: str, crop_pct: float) -> tuple[Pipeline, Pipeline]:
+        """(augmented training, evaluation) operations before the tensor conversion. This default follows the
+        backbone's timm data config (its interpolation and crop fraction); the paper's benchmarks override it
+        with their authors' configs."""
+        return ([random_resized_crop(size, interpolation), horizontal_flip()],
+                [resize(math.floor(size / crop_pct), interpolation), center_crop(size)])
+
+    def transform_pipelines(self) -> tuple[Pipeline, Pipeline]:
+        """(training, evaluation) pipelines as operation lists: the benchmark's own steps at the backbone's
+        input size, then the backbone's normalisation (CLIP's own mean and std for CLIP backbones, as the
+        authors' CLIP wrapper normalised inside the model)."""
         config = resolve_data_config(args={"input_size": (3, 224, 224), **self.data_config})
-        if self.resize_only:
-            config["crop_pct"] = 1.0
-        evaluation = create_transform(**config, is_training=False)
-        # color_jitter=None leaves timm's training transform at the paper's random-resized-crop + flip.
-        training = create_transform(**config, is_training=True, color_jitter=None) if self.augment else evaluation
-        if config["input_size"][0] == 1:  # single-channel backbones (the digits ResNet) read luminance
-            training, evaluation = (transforms.Compose([transforms.Grayscale(), t]) for t in (training, evaluation))
-        return training, evaluation
+        channels, height, width = config["input_size"]
+        if height != width:
+            raise ValueError(f"{self.name}: the transforms assume a square input, not {height}x{width}")
+        augmented, evaluation = self.pipelines(height, config["interpolation"], config["crop_pct"])
+        training = augmented if self.augment else evaluation
+        head = [op("grayscale")] if channels == 1 else []  # single-channel backbones (the digits ResNet) read luminance
+        tail = [op("to_tensor"), op("normalize", mean=list(config["mean"]), std=list(config["std"]))]
+        return head + training + tail, head + evaluation + tail
+
+    def image_transforms(self) -> tuple[Callable, Callable]:
+        """(training, evaluation) transforms; one object when training is not augmented."""
+        training, evaluation = self.transform_pipelines()
+        evaluation_transform = compose(evaluation)
+        return (compose(training) if training != evaluation else evaluation_transform), evaluation_transform
 
     def build_splits(self) -> ShiftSplits:
         specs = [spec for spec in self.sets if spec.split != "ood" or spec.name in self.ood_sets]

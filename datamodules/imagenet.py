@@ -22,6 +22,7 @@ from timm.data import ImageNetInfo
 from .base import ID_TEST
 from .class_tables import IMAGENET_A_WNIDS, IMAGENET_R_WNIDS
 from .imagedata import ClassFolders, DataSource, ImageShiftDataModule, SetSpec
+from .transforms import Pipeline, center_crop, horizontal_flip, random_resized_crop, resize
 
 IMAGENET_WNIDS: tuple[str, ...] = tuple(ImageNetInfo("imagenet-1k").label_names())
 IMAGENET_INDEX: dict[str, int] = {wnid: index for index, wnid in enumerate(IMAGENET_WNIDS)}
@@ -71,6 +72,7 @@ class ImageNetShift(ImageShiftDataModule):
 
     name = "imagenet"
     class_names = IMAGENET_WNIDS
+    augment_by_default = False
     sets = (
         SetSpec("train", "train", IMAGENET_TRAIN_DIR, IMAGENET, 1_281_167),
         SetSpec(ID_TEST, "id", IMAGENET_VAL_DIR, IMAGENET, 50_000),
@@ -79,6 +81,12 @@ class ImageNetShift(ImageShiftDataModule):
         SetSpec("imagenet-sketch", "ood", "sketch", IMAGENET_SKETCH, 50_889),
         SetSpec("imagenet-a", "ood", "imagenet-a", IMAGENET_A, 7_500, imagenet_subset(IMAGENET_A_WNIDS)),
     )
+
+    def pipelines(self, size: int, interpolation: str, crop_pct: float) -> tuple[Pipeline, Pipeline]:
+        """The authors' datasets_imagenet.yaml: resize 224 (bicubic) + centre crop 224 for training and
+        evaluation alike; `augment=True` is their datasets_imagenet_augs.yaml's random-resized-crop + flip."""
+        return ([random_resized_crop(size, "bilinear"), horizontal_flip()],
+                [resize(size, "bicubic"), center_crop(size)])
 
     def load(self, spec: SetSpec, path: Path) -> ClassFolders:
         if spec.name == "imagenet-v2":

@@ -66,3 +66,44 @@ def test_unknown_standardisation_is_an_error():
     settings = PROBE_SETTINGS["paper"].__class__("columnwise", 200, "smaller-C", "eval-transform")
     with pytest.raises(ValueError, match="standardise"):
         fit_logistic_path(x, y, x, y, (1.0,), 3, settings=settings)
+
+
+# The authors' configs/adaptation/datasets_<benchmark>.yaml, transforms before ToTensor/Normalize.
+OFFICIAL_PIPELINES = {
+    "living17": ([{"op": "random_resized_crop", "size": 224, "scale": [0.08, 1.0], "interpolation": "bilinear"},
+                  {"op": "horizontal_flip", "p": 0.5}],
+                 [{"op": "resize", "size": 256, "interpolation": "bilinear"}, {"op": "center_crop", "size": 224}]),
+    "domainnet": ([{"op": "resize", "size": [256, 256], "interpolation": "bicubic"}, {"op": "random_crop", "size": 224},
+                   {"op": "horizontal_flip", "p": 0.5}],
+                  [{"op": "resize", "size": [224, 224], "interpolation": "bicubic"}]),
+    "imagenet": ([{"op": "resize", "size": 224, "interpolation": "bicubic"}, {"op": "center_crop", "size": 224}],) * 2,
+    "fmow": ([{"op": "resize", "size": [224, 224], "interpolation": "bilinear"}],) * 2,
+    "cifar10": ([{"op": "resize", "size": [224, 224], "interpolation": "bilinear"}],) * 2,
+}
+OFFICIAL_PIPELINES["entity30"] = OFFICIAL_PIPELINES["living17"]
+IMAGENET_NORMALISATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+
+@pytest.mark.parametrize("benchmark", sorted(OFFICIAL_PIPELINES))
+def test_each_benchmark_transforms_as_the_official_config(benchmark):
+    from lpft_bench.datamodules import build_datamodule
+
+    dm = build_datamodule(benchmark, data_config={"input_size": (3, 224, 224), **IMAGENET_NORMALISATION})
+    training, evaluation = dm.transform_pipelines()
+    tail = [{"op": "to_tensor"}, {"op": "normalize", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}]
+    assert (training, evaluation) == tuple(steps + tail for steps in OFFICIAL_PIPELINES[benchmark])
+
+
+def test_pipelines_scale_with_the_input_size_and_build_the_transforms_they_list():
+    from PIL import Image
+
+    from lpft_bench.datamodules import build_datamodule
+
+    dm = build_datamodule("domainnet", data_config={"input_size": (3, 32, 32), **IMAGENET_NORMALISATION})
+    training, evaluation = dm.transform_pipelines()
+    assert training[0] == {"op": "resize", "size": [37, 37], "interpolation": "bicubic"}  # 256/224 of 32
+    train_transform, eval_transform = dm.image_transforms()
+    image = Image.new("RGB", (50, 70))
+    assert train_transform(image).shape == eval_transform(image).shape == (3, 32, 32)
+    assert [type(t).__name__ for t in train_transform.transforms] == [
+        "Resize", "RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
