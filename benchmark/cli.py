@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lpft_bench.analysis.bench import add_bench_arguments, main_bench
     from lpft_bench.analysis.report import add_report_arguments, main_report
     from lpft_bench.analysis.theory import add_theory_arguments
+    from lpft_bench.download_cli import add_download_commands
 
     parser = argparse.ArgumentParser(prog="lpft-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command")
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("directory")
     fake.add_argument("--images-per-class", type=int, default=2)
     fake.set_defaults(func=_data_fake)
+    add_download_commands(data_commands, commands)
 
     theory = commands.add_parser("theory", help="Kumar et al.'s two-layer linear network: LP vs FT OOD error as ε → 0")
     add_theory_arguments(theory)
@@ -220,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from lpft_bench.datamodules import DataError
+    from lpft_bench.errors import UsageError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -228,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["run", *argv])
     try:
         return args.func(args)
+    except UsageError as error:  # one line, no traceback
+        print(f"lpft-bench: {error}", file=sys.stderr)
+        return 2
     except DataError as error:
         print(f"lpft-bench: {error}", file=sys.stderr)
         return 2

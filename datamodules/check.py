@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from .base import DatasetMissing
 from .imagedata import ImageShiftDataModule
+from .sources import source_lines
 
 
 @dataclass(frozen=True)
@@ -71,4 +72,6 @@ def format_check(rows: list[CheckRow]) -> str:
             problems.setdefault((r.problem or "missing", r.obtain), []).append(f"{r.benchmark}/{r.eval_set}")
     for (problem, obtain), sets in problems.items():
         lines += ["", f"{problem}", f"  needed by: {', '.join(sets)}", f"  obtain:    {obtain}"]
+    lines += ["", "Sources (`lpft-bench data download NAME` fetches, verifies and unpacks them):"]
+    lines += source_lines(list(dict.fromkeys(r.benchmark for r in rows)))
     return "\n".join(lines)
