@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import timm
@@ -19,8 +20,8 @@ from safetensors.torch import save_file
 from lpft_bench.datamodules.download import STAGING, DownloadError, fetch_verified
 from lpft_bench.datamodules.sources import WEIGHTS
 from lpft_bench.errors import UsageError
-from lpft_bench.models import BACKBONES, BackboneSpec, read_state_dict
-from lpft_bench.models.weights import CHECKPOINT_DIR_ENV, load_weights
+from lpft_bench.models import BACKBONES, BackboneSpec, build_backbone
+from lpft_bench.models.weights import CHECKPOINT_DIR_ENV
 from lpft_bench.storage import atomic_write
 
 
@@ -49,9 +50,9 @@ def openai_clip_to_timm(openai_state: dict[str, torch.Tensor], spec: BackboneSpe
 
 
 def _check_loads(path: Path, spec: BackboneSpec, source: str) -> None:
-    model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, **spec.timm_kwargs)
+    """Load the file exactly as a run loads the backbone's checkpoint (same prefixes dropped, same checks)."""
     try:
-        load_weights(model, read_state_dict(path), spec.by_position)
+        build_backbone(replace(spec, weights=str(path)))
     except (ValueError, RuntimeError) as error:
         path.unlink()
         raise DownloadError(f"{path.name} from {source} does not load into {spec.timm_name}: {error}; removed it") from None

@@ -112,7 +112,7 @@ def _sentry_list(domain: str, split: str) -> Download:
 
 
 def _domain_zip(domain: str) -> Download:
-    # clipart and painting were re-released with corrected labels under groundtruth/ (DomainBed's download.py).
+    # clipart and painting live under groundtruth/, as DomainBed's download.py and the M3SDA page link them.
     folder = "groundtruth/" if domain in ("clipart", "painting") else ""
     return Download(f"{domain}.zip", f"{DOMAINNET_BASE}{folder}{domain}.zip", None, None, "zip", domain,
                     f"domainnet/{domain}", sentry_images_present(domain),

@@ -25,7 +25,7 @@ from lpft_bench.cli import main
 from lpft_bench.datamodules import check_benchmarks, write_fake
 from lpft_bench.datamodules import download as download_module
 from lpft_bench.datamodules.sources import DATASETS, WEIGHTS, Checksum
-from lpft_bench.models import BACKBONES, BackboneSpec, build_backbone
+from lpft_bench.models import BACKBONES, build_backbone
 
 
 def digest(data: bytes, kind: str) -> str:
@@ -280,11 +280,10 @@ def openai_vit(width: int, tokens: int, output: int) -> dict[str, torch.Tensor]:
 
 def test_weights_download_saves_loadable_checkpoints(mirror, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LPFT_BENCH_CHECKPOINTS", str(tmp_path))
-    tiny_resnet = BackboneSpec("resnet10t", {"channels": (8, 8, 8, 8), "stem_width": 8},
-                               weights=BACKBONES["moco-v2-resnet50"].weights)
+    tiny_resnet = replace(BACKBONES["moco-v2-resnet50"], timm_name="resnet10t",
+                          timm_kwargs={"channels": (8, 8, 8, 8), "stem_width": 8})
     # One transformer block of width 32 on 32x32 images (4 patches + the class token), OpenAI's 512-d projection.
-    tiny_vit = BackboneSpec(BACKBONES["clip-vit-b16"].timm_name, {"embed_dim": 32, "depth": 1, "num_heads": 2,
-                                                                   "img_size": 32}, weights=BACKBONES["clip-vit-b16"].weights)
+    tiny_vit = replace(BACKBONES["clip-vit-b16"], timm_kwargs={"embed_dim": 32, "depth": 1, "num_heads": 2, "img_size": 32})
     monkeypatch.setitem(BACKBONES, "moco-v2-resnet50", tiny_resnet)
     monkeypatch.setitem(BACKBONES, "clip-vit-b16", tiny_vit)
     moco = timm.create_model("resnet10t", num_classes=10, **tiny_resnet.timm_kwargs).state_dict()
@@ -308,3 +307,30 @@ def test_weights_download_saves_loadable_checkpoints(mirror, tmp_path, monkeypat
     assert torch.equal(vit.blocks[0].attn.qkv.weight, openai["visual.transformer.resblocks.0.attn.in_proj_weight"].float())
     assert sorted(p.name for p in tmp_path.iterdir()) == [".downloads", "moco_v2_800ep_pretrain.pth.tar",
                                                           "vit_base_patch16_clip_quickgelu_224.openai.safetensors"]
+
+
+def test_openai_clip_resnet50_names_map_onto_timms_architecture():
+    """Every tensor of OpenAI's ModifiedResNet-50 image tower (named as in CLIP's model.py) lands in timm's
+    resnet50_clip, strictly: the conversion the real RN50.pt goes through."""
+    from timm.models.byobnet import checkpoint_filter_fn
+
+    from lpft_bench.weights_download import openai_clip_to_timm
+
+    spec = BACKBONES["clip-resnet50"]
+    model = timm.create_model(spec.timm_name, pretrained=False)
+    target = model.state_dict()
+    norm = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    names = [name for i in (1, 2, 3) for name in [f"visual.conv{i}.weight"] + [f"visual.bn{i}.{p}" for p in norm]]
+    for layer, blocks in enumerate((3, 4, 6, 3), start=1):
+        for block in range(blocks):
+            prefix = f"visual.layer{layer}.{block}."
+            names += [n for i in (1, 2, 3) for n in [f"{prefix}conv{i}.weight"] + [f"{prefix}bn{i}.{p}" for p in norm]]
+            if block == 0:
+                names += [f"{prefix}downsample.0.weight"] + [f"{prefix}downsample.1.{p}" for p in norm]
+    names += ["visual.attnpool.positional_embedding"]
+    names += [f"visual.attnpool.{n}_proj.{p}" for n in "qkvc" for p in ("weight", "bias")]
+    # timm's names for OpenAI's give each tensor its shape; the text tower's tensors must be dropped.
+    timm_names = list(checkpoint_filter_fn({name: None for name in names}, model))
+    openai = {name: torch.ones(target[t].shape).half() for name, t in zip(names, timm_names)}
+    converted = openai_clip_to_timm({**openai, "token_embedding.weight": torch.ones(3, 2)}, spec)
+    assert converted.keys() == target.keys()
