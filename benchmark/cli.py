@@ -48,7 +48,7 @@ def _missing_data(data_root: str | None, benchmarks: set[str]) -> str | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lpft_bench.jobs import RunContext
+    from lpft_bench.engine import RunContext
     from lpft_bench.runner import run_matrix
     from lpft_bench.analysis.tables import collect
 

@@ -10,47 +10,22 @@ A job running on several devices always gets its own process: Lightning's DDP re
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Queue
-from typing import Iterator
 
 from tqdm.auto import tqdm
 
-from lpft_bench.jobs import Job, RunContext, is_done, load_record, record_failure, run_job
+from lpft_bench.engine import Job, RunContext, is_done, load_record, record_failure, run_job
+from lpft_bench.engine.store import is_locked, job_lock
 
 LAUNCHERS = ("inline", "local", "pool", "slurm")
-
-
-@contextmanager
-def job_lock(job_dir: Path) -> Iterator[bool]:
-    """An exclusive, non-blocking lock on the job: yields False when another runner holds it."""
-    job_dir.mkdir(parents=True, exist_ok=True)
-    with open(job_dir / "lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def is_locked(job_dir: Path) -> bool:
-    if not (job_dir / "lock").exists():
-        return False
-    with job_lock(job_dir) as acquired:
-        return not acquired
 
 
 @dataclass
@@ -90,7 +65,7 @@ class Progress:
 
 
 def worker_command(job: Job, ctx: RunContext) -> list[str]:
-    return [sys.executable, "-m", "lpft_bench.jobs", json.dumps(job.to_dict()), json.dumps(ctx.to_dict())]
+    return [sys.executable, "-m", "lpft_bench.engine.execution", json.dumps(job.to_dict()), json.dumps(ctx.to_dict())]
 
 
 def _run_subprocess(job: Job, ctx: RunContext, devices: str | None = None) -> bool:
@@ -137,7 +112,7 @@ def _gpu_slots(slots: int, devices_per_job: int) -> Queue:
 
 def _slurm_entry(job_dict: dict, ctx_dict: dict) -> bool:
     """What each submitit task runs (importable, so submitit can pickle a reference to it)."""
-    from lpft_bench.jobs import main
+    from lpft_bench.engine import main
 
     return main([json.dumps(job_dict), json.dumps(ctx_dict)]) == 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from lpft_bench.jobs import Job
+from lpft_bench.engine import Job
 from lpft_bench.strategies import FT_LR_GRID, LPFT_LR_GRID, STRATEGIES, get_strategy
 
 

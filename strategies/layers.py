@@ -72,13 +72,13 @@ def group_modules(model: nn.Module, groups: list[str]) -> list[nn.Module]:
 
 
 def frozen_throughout(phase: Phase, group_names: list[str]) -> list[str]:
-    """Layer groups (of `group_names`, bottom to top) that `phase` never trains: all but `train_groups` when
-    trains="groups", and `frozen_groups`."""
+    """Layer groups (of `group_names`, bottom to top) that `phase` never trains: all but `train_groups` (set
+    by surgical phases only), and `frozen_groups`."""
     unknown = (set(phase.train_groups) | set(phase.frozen_groups)) - set(group_names)
     if unknown:
         raise ValueError(f"phase {phase.name!r} names layer groups {sorted(unknown)}; this model has {group_names}")
     frozen = set(phase.frozen_groups)
-    if phase.trains == "groups":
+    if phase.train_groups:
         frozen |= set(group_names) - set(phase.train_groups)
     return [name for name in group_names if name in frozen]
 

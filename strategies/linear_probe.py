@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -13,8 +12,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import DataLoader
-
-from lpft_bench.storage import atomic_write
 
 
 @torch.no_grad()
@@ -28,21 +25,6 @@ def extract_features(backbone: nn.Module, loader: DataLoader, device: torch.devi
         labels.append(y)
     backbone.train(was_training)
     return torch.cat(features).numpy(), torch.cat(labels).numpy()
-
-
-def cached_features(path: Path, backbone: nn.Module, loader: DataLoader, device="cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Features from the cache at `path` (keyed by everything that determines them), extracting them on a miss."""
-    if path.exists():
-        with np.load(path) as data:
-            return data["features"], data["labels"]
-    features, labels = extract_features(backbone, loader, device)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a path
-            np.savez(handle, features=features, labels=labels)
-
-    atomic_write(path, write)
-    return features, labels
 
 
 @dataclass(frozen=True)

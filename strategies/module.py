@@ -27,8 +27,10 @@ def restrict_logits(logits: torch.Tensor, class_subset: Sequence[int] | None) ->
 def set_trainable(model: nn.Module, phase: Phase) -> None:
     """Gradients flow only where the phase trains; a part frozen all phase long is never handed to the
     optimiser (gradual unfreezing hands over everything and withholds updates: `callbacks.FrozenLayerGroups`)."""
+    from .kinds import phase_kind  # the kinds run this module: imported here, not at load
+
     for p in model.backbone.parameters():
-        p.requires_grad_(phase.trains in ("all", "groups"))
+        p.requires_grad_(phase_kind(phase.trains).trains_backbone)
     for name in phase.also_train:
         for p in model.backbone.get_submodule(name).parameters():
             p.requires_grad_(True)

@@ -4,16 +4,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
-TRAINS = ("all", "head", "groups", "logistic-probe", "weight-interpolation", "weight-average")
 BATCHNORM_MODES = ("train", "eval")
-AVERAGES = ("uniform", "greedy")
 
 
 @dataclass(frozen=True)
 class Phase:
     """What trains, for how long, how, and from which head.
 
-    trains: "all" (backbone and head), "head" (backbone frozen and in eval mode, except the modules
+    trains: the phase's kind (`strategies.kinds`, which says how it runs): "all" (backbone and head), "head" (backbone frozen and in eval mode, except the modules
         named in `also_train`), "groups" (only the layer groups in `train_groups` train: surgical
         fine-tuning), "logistic-probe" (the paper's LP: cached eval-mode features, standardised, L2
         logistic regression over a regularisation path chosen on ID validation), or a step in weight space:
@@ -65,8 +63,9 @@ class Phase:
     reestimate_bn: bool = True
 
     def __post_init__(self):
-        if self.trains not in TRAINS:
-            raise ValueError(f"phase {self.name!r}: trains={self.trains!r}, expected one of {TRAINS}")
+        from .kinds import PHASE_KINDS, phase_kind
+
+        kind = phase_kind(self.trains)
         if self.batchnorm not in BATCHNORM_MODES:
             raise ValueError(f"phase {self.name!r}: batchnorm={self.batchnorm!r}, expected one of {BATCHNORM_MODES}")
         if self.epochs and (self.validate_every < 1 or self.epochs % self.validate_every):
@@ -76,15 +75,12 @@ class Phase:
             raise ValueError(f"phase {self.name!r}: schedule={self.schedule!r}, expected 'cosine' or 'constant'")
         if self.head_init not in ("random", "keep"):
             raise ValueError(f"phase {self.name!r}: head_init={self.head_init!r}, expected 'random' or 'keep'")
-        if (self.trains == "groups") != bool(self.train_groups):
-            raise ValueError(f"phase {self.name!r}: train_groups name what trains='groups' trains, and only then")
-        if (self.frozen_groups or self.unfreeze_every) and self.trains != "all":
-            raise ValueError(f"phase {self.name!r}: frozen_groups and unfreeze_every freeze parts of trains='all'")
-        if (self.trains == "weight-interpolation") != bool(self.alphas) or not all(0 <= a <= 1 for a in self.alphas):
-            raise ValueError(f"phase {self.name!r}: trains='weight-interpolation' needs alphas in [0, 1], and only it")
-        if self.trains == "weight-average" and (self.average not in AVERAGES or not self.ingredient or not self.sweep_lrs):
-            raise ValueError(f"phase {self.name!r}: a weight average needs average in {AVERAGES}, an ingredient "
-                             "strategy and its sweep_lrs")
+        for other in PHASE_KINDS.values():
+            for name in other.fields if other is not kind else ():
+                if getattr(self, name) != _DEFAULTS[name]:
+                    raise ValueError(f"phase {self.name!r}: {name} belongs to trains={other.name!r} phases, "
+                                     f"not trains={self.trains!r}")
+        kind.validate(self)
 
     def describe(self) -> dict:
         described = asdict(self)
@@ -96,10 +92,11 @@ class Phase:
         return described
 
 
-_LATER_FIELD_DEFAULTS = {f.name: f.default for f in fields(Phase)
-                         if f.name in ("train_groups", "frozen_groups", "unfreeze_every", "lr_decay",
-                                       "backbone_lr_ratio", "l2sp_alpha", "l2sp_beta", "alphas", "average",
-                                       "ingredient", "sweep_lrs", "reestimate_bn")}
+_DEFAULTS = {f.name: f.default for f in fields(Phase)}
+_LATER_FIELD_DEFAULTS = {name: default for name, default in _DEFAULTS.items()
+                         if name in ("train_groups", "frozen_groups", "unfreeze_every", "lr_decay",
+                                     "backbone_lr_ratio", "l2sp_alpha", "l2sp_beta", "alphas", "average",
+                                     "ingredient", "sweep_lrs", "reestimate_bn")}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassCalibrationError
 
 from lpft_bench.models import Classifier
 from lpft_bench.datamodules import EvalSet
-from lpft_bench.jobs import Job, RunContext, ingredient_jobs, phase_key, prepare_job, run_job, run_phases
+from lpft_bench.engine import Job, RunContext, ingredient_jobs, phase_key, prepare_job, run_job, run_phases
 from lpft_bench.storage import write_json
 from lpft_bench.strategies import WISE_ALPHAS, get_strategy
 from lpft_bench.strategies.layers import grouped_parameters, layer_groups

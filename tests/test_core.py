@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpft_bench.jobs import Job, RunContext, prepare_job, run_job, run_phases
+from lpft_bench.engine import Job, RunContext, prepare_job, run_job, run_phases
 from lpft_bench.strategies.linear_probe import fit_logistic_path
 
 

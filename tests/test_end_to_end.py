@@ -11,7 +11,7 @@ import torch
 
 from conftest import SHARED_DATA
 from lpft_bench.cli import main
-from lpft_bench.jobs import Job, RunContext, load_record
+from lpft_bench.engine import Job, RunContext, load_record
 
 
 @pytest.mark.slow
@@ -43,7 +43,7 @@ def test_ddp_with_two_cpu_processes_evaluates_every_example_exactly_once(tmp_pat
     job = Job("digits", "lp-ft", seed=0, hparams={"epochs": 1})
     ctx = RunContext(out=tmp_path, accelerator="cpu", devices=2)
     completed = subprocess.run(
-        [sys.executable, "-m", "lpft_bench.jobs", json.dumps(job.to_dict()), json.dumps(ctx.to_dict())],
+        [sys.executable, "-m", "lpft_bench.engine.execution", json.dumps(job.to_dict()), json.dumps(ctx.to_dict())],
         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from lpft_bench.jobs import Job, phase_key
+from lpft_bench.engine import Job, phase_key
 from lpft_bench.strategies import get_strategy
 from lpft_bench.suites import SUITES
 

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from lpft_bench.cli import main
-from lpft_bench.jobs import Job, RunContext, is_done
-from lpft_bench.runner import job_lock, run_matrix, store_status
+from lpft_bench.engine import Job, RunContext, is_done
+from lpft_bench.engine.store import job_lock
+from lpft_bench.runner import run_matrix, store_status
 from lpft_bench.storage import write_json
 from lpft_bench.strategies import STRATEGIES
 from lpft_bench.suites import get_suite

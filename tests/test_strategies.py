@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from lpft_bench.jobs import Job, RunContext, prepare_job, reinitialise, run_job, run_phases
+from lpft_bench.engine import Job, RunContext, prepare_job, run_job, run_phases
+from lpft_bench.strategies.kinds.gradient import reinitialise
 from lpft_bench.strategies import get_strategy
 from lpft_bench.strategies.metrics import average_initial_energy, feature_change, parameter_distance
 from lpft_bench.strategies.module import AdaptationModule
@@ -127,7 +128,7 @@ def test_reinit_ft_trains_the_reinitialised_block_with_the_head_and_nothing_else
 def test_job_killed_mid_phase_resumes_in_that_phase_from_the_right_head(tmp_path):
     job = Job("digits", "hp-ft", seed=0, hparams={"hp_epochs": 2, "epochs": 25})
     killed = RunContext(out=tmp_path / "killed", accelerator="cpu")
-    command = [sys.executable, "-m", "lpft_bench.jobs", json.dumps(job.to_dict()), json.dumps(killed.to_dict())]
+    command = [sys.executable, "-m", "lpft_bench.engine.execution", json.dumps(job.to_dict()), json.dumps(killed.to_dict())]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = killed.job_dir(job) / "checkpoints"
     deadline = time.time() + 300

@@ -5,7 +5,7 @@ digits benchmark's data, each side measured the same way and with one thread (on
 threads of one process wait for each other in every parallel region whenever another process holds a core,
 which stalls whichever side happens to be running):
 
-1. FT training throughput of a suite job (`run_gradient_phase`: Lightning driving `AdaptationModule`, with the
+1. FT training throughput of a suite job (the gradient phase kind: Lightning driving `AdaptationModule`, with the
    job's callbacks, logger and per-epoch checkpoint) vs a plain PyTorch loop over the same in-memory tensors;
    same model, SGD with momentum 0.9, batch size, fp32. One instrument times both: a step ends when the
    optimiser's step returns. The first epoch is warm-up. 1a is the median step inside an epoch (the loop
@@ -15,7 +15,7 @@ which stalls whichever side happens to be running):
    written as JPEG files, read by the `folder` benchmark: ImageFolder, PIL decoding, timm transforms) loaded
    in the training process as a job does by default, 2c the same with two loader workers.
 3. The paper's LP (every sweep point re-extracts its features from the images and fits its own logistic
-   regression) vs the suite's (`run_probe_phase` on a cold feature cache: features once, then the
+   regression) vs the suite's (the logistic-probe kind on a cold feature cache: features once, then the
    warm-started regularisation path): 3a time for the sweep, 3b ID test accuracy of the chosen head.
 4. and 5. Backbone forward passes (images through the backbone), counted from the suite's definitions and
    the benchmarks' set sizes: 4 one FT run evaluating every set vs one run per OOD set; 5 the `paper` suite
@@ -57,8 +57,8 @@ from torch.utils.data import DataLoader, Dataset
 from lpft_bench.models import Classifier, build_backbone, resolve_backbone
 from lpft_bench.datamodules import BENCHMARKS, ID_TEST, ID_VAL, ShiftDataModule, benchmark_meaning, build_datamodule
 from lpft_bench.datamodules.imagedata import ImageShiftDataModule
-from lpft_bench.jobs import (Job, PreparedJob, RunContext, quiet_lightning, phase_key, run_gradient_phase,
-                             run_probe_phase)
+from lpft_bench.engine import Job, PreparedJob, RunContext, Trainers, phase_context, phase_key, quiet_lightning
+from lpft_bench.strategies.kinds import phase_kind
 from lpft_bench.storage import atomic_write, canonical_json
 from lpft_bench.strategies import Phase, get_strategy
 from lpft_bench.strategies.linear_probe import extract_features
@@ -183,20 +183,6 @@ class ForwardCounter:
 
 
 @contextmanager
-def _feature_cache_in(directory: Path) -> Iterator[None]:
-    """The suite's feature cache redirected to `directory`: a cold cache, and the user's left untouched."""
-    previous = os.environ.get("LPFT_BENCH_CACHE")
-    os.environ["LPFT_BENCH_CACHE"] = str(directory)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("LPFT_BENCH_CACHE", None)
-        else:
-            os.environ["LPFT_BENCH_CACHE"] = previous
-
-
-@contextmanager
 def _threads(count: int) -> Iterator[None]:
     """torch's intra-op threads and every BLAS and OpenMP pool at `count`, restored after."""
     previous = torch.get_num_threads()
@@ -238,34 +224,16 @@ class SetSizes:
                                                if self.splits[n] == "id" or n == name}) for name in ood}
 
 
-GRADIENT_PHASES = ("all", "head", "groups")
-DIAGNOSED_PHASES = ("all", "groups")  # the phases run_gradient_phase gives FinetuneDiagnostics
-
-
 def countable(job: Job) -> bool:
-    """Whether the count model knows every phase of the job (weight-space phases it does not)."""
-    return all(p.trains in (*GRADIENT_PHASES, "logistic-probe") for p in get_strategy(job.strategy).phases(job.hparams))
+    """Whether the phase kinds count every phase of the job (weight-space phases they do not)."""
+    return all(phase_kind(p.trains).forward_passes(p, {"train": 1}, 1, set()) is not None
+               for p in get_strategy(job.strategy).phases(job.hparams))
 
 
-def probe_forward_passes(phase: Phase, sizes: SetSizes, extracted: set[str] | None) -> int:
-    """A logistic-probe phase. `extracted`: the sets whose features are cached (updated); None for the
-    paper's LP, which re-extracts training and selection features at every C and the other sets once."""
-    if extracted is None:
-        others = sum(n for name, n in sizes.eval_sets.items() if name != sizes.selection)
-        return len(phase.probe_Cs) * (sizes.train + sizes.eval_sets[sizes.selection]) + others
-    needed = {"train": sizes.train, **sizes.eval_sets}
-    passes = sum(n for name, n in needed.items() if name not in extracted)
-    extracted.update(needed)
-    return passes
-
-
-def gradient_forward_passes(phase: Phase, sizes: SetSizes, probe_size: int) -> int:
-    """A gradient phase: every training image each epoch, every evaluation set each validation, and where
-    the backbone trains the diagnostics (training probe at the start, each evaluation probe at start and end)."""
-    passes = phase.epochs * sizes.train + phase.epochs // phase.validate_every * sum(sizes.eval_sets.values())
-    if phase.trains in DIAGNOSED_PHASES:
-        passes += min(probe_size, sizes.train) + 2 * sum(min(probe_size, n) for n in sizes.eval_sets.values())
-    return passes
+def paper_probe_forward_passes(phase: Phase, sizes: SetSizes) -> int:
+    """The paper's LP re-extracts training and selection features at every C, and the other sets once."""
+    others = sum(n for name, n in sizes.eval_sets.items() if name != sizes.selection)
+    return len(phase.probe_Cs) * (sizes.train + sizes.eval_sets[sizes.selection]) + others
 
 
 def matrix_forward_passes(jobs: Iterable[Job], sizes_of: dict[str, SetSizes], reuse: bool, paper_probe: bool,
@@ -293,13 +261,12 @@ def matrix_forward_passes(jobs: Iterable[Job], sizes_of: dict[str, SetSizes], re
                 if reuse and key in ran:
                     continue
                 ran.add(key)
-                if phase.trains != "logistic-probe":
-                    total += gradient_forward_passes(phase, run, probe_size)
-                elif paper_probe:
-                    total += probe_forward_passes(phase, run, None)
+                kind = phase_kind(phase.trains)
+                if paper_probe and kind.name == "logistic-probe":
+                    total += paper_probe_forward_passes(phase, run)
                 else:
                     extracted = cached.setdefault(f"{run_name}/{features}", set()) if reuse else set()
-                    total += probe_forward_passes(phase, run, extracted)
+                    total += kind.forward_passes(phase, {"train": run.train, **run.eval_sets}, probe_size, extracted)
     return total
 
 
@@ -366,8 +333,10 @@ def _suite_fit(setup: Setup, phase: Phase, hparams: dict, job_dir: Path) -> tupl
     pretrained = {k: v.detach().clone() for k, v in model.backbone.named_parameters()}
     prepared = PreparedJob(model, setup.datamodule, [phase], hparams, pretrained)
     ctx = RunContext(out=setup.workdir, accelerator="cpu")
+    job = Job(BENCHMARK, "ft", SEED, backbone=BACKBONE)
+    context = phase_context(job, prepared, ctx, phase.name, job_dir, Trainers(ctx, job_dir))
     with StepClock(model) as clock, ForwardCounter(model.backbone) as counter:
-        run_gradient_phase(phase, prepared, ctx, job_dir, phase.name)
+        phase_kind(phase.trains).run(phase, context)
     return clock, counter.images
 
 
@@ -407,7 +376,9 @@ def measure_ft_throughput(setup: Setup, scale: Scale) -> tuple[list[Row], str]:
         suite_rates.append(clock.rates(steps_per_epoch))
         plain_rates.append(_plain_fit(setup, phase, batch_size).rates(steps_per_epoch))
     conditions = _conditions()
-    predicted = gradient_forward_passes(phase, SetSizes.of(setup.datamodule), hparams["probe_size"])
+    sizes = SetSizes.of(setup.datamodule)
+    predicted = phase_kind(phase.trains).forward_passes(phase, {"train": sizes.train, **sizes.eval_sets},
+                                                        hparams["probe_size"], set())
     check = f"FT job: counted {counted:,} backbone passes, count model {predicted:,}"
 
     (suite_step, suite_sustained), (plain_step, plain_sustained) = (
@@ -549,15 +520,19 @@ def paper_probe(backbone: torch.nn.Module, datamodule: ShiftDataModule, Cs: tupl
 def measure_linear_probe(setup: Setup, scale: Scale) -> tuple[list[Row], str]:
     (phase,) = get_strategy("lp").phases()
     phase = replace(phase, probe_Cs=phase.probe_Cs[:: scale.probe_C_stride])
-    # The job only names the feature cache files, which go to a cache of their own, cold.
+    # The job names the feature files, in a store of their own: a cold cache.
     job = Job(BENCHMARK, "lp", SEED, backbone=BACKBONE, benchmark_options=scale.benchmark_options)
     model = copy.deepcopy(setup.model)
-    with _feature_cache_in(setup.workdir / "feature-cache"), ForwardCounter(model.backbone) as counter:
+    ctx = RunContext(out=setup.workdir / "lp-store", accelerator="cpu")
+    prepared = PreparedJob(model, setup.datamodule, [phase], get_strategy("lp").hparams(), {})
+    context = phase_context(job, prepared, ctx, phase.name, ctx.job_dir(job), Trainers(ctx, ctx.job_dir(job)))
+    with ForwardCounter(model.backbone) as counter:
         started = time.perf_counter()
-        record = run_probe_phase(job, phase, model, setup.datamodule, torch.device("cpu"))
+        record = phase_kind(phase.trains).run(phase, context)
         suite_seconds = time.perf_counter() - started
     suite_load = os.getloadavg()[0]
-    predicted = probe_forward_passes(phase, SetSizes.of(setup.datamodule), set())
+    sizes = SetSizes.of(setup.datamodule)
+    predicted = phase_kind(phase.trains).forward_passes(phase, {"train": sizes.train, **sizes.eval_sets}, 0, set())
     check = f"cold LP: counted {counter.images:,} backbone passes, count model {predicted:,}"
 
     started = time.perf_counter()
@@ -573,7 +548,7 @@ def measure_linear_probe(setup: Setup, scale: Scale) -> tuple[list[Row], str]:
             "s", paper_seconds / suite_seconds, ">= 5", _judged(paper_seconds / suite_seconds >= 5),
             f"a sweep of {points} C values on {BENCHMARK} ({len(setup.datamodule.splits.train)} training images), all "
             f"timed, none extrapolated; paper: {paper['extraction_seconds']:.2f} s re-extracting features at every "
-            f"point, {paper['fit_seconds']:.2f} s in {points} independent fits; suite: run_probe_phase on a cold "
+            f"point, {paper['fit_seconds']:.2f} s in {points} independent fits; suite: the logistic-probe kind on a cold "
             f"feature cache (every set extracted once, then the warm-started path); torch threads "
             f"{torch.get_num_threads()}, machine load average {suite_load:.1f} after the suite's LP and "
             f"{os.getloadavg()[0]:.1f} after the paper's, over the last minute on {os.cpu_count()} cores"),

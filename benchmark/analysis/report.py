@@ -11,6 +11,7 @@ import pandas as pd
 
 from lpft_bench.storage import atomic_write
 from lpft_bench.strategies import STRATEGIES, get_strategy
+from lpft_bench.strategies.kinds import phase_kind
 from lpft_bench.analysis.tables import (
     PAPER_TABLES,
     format_table,
@@ -26,8 +27,16 @@ from lpft_bench.analysis.tables import (
 matplotlib.use("Agg")  # figures are only written to files: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+
+
+def _head_probes_then_finetunes(phases) -> bool:
+    """A gradient phase with the backbone frozen followed by one training it: what a τ sweep varies."""
+    kinds = [phase_kind(p.trains) for p in phases]
+    return any(a.by_gradient and not a.trains_backbone and b.trains_backbone for a, b in zip(kinds, kinds[1:]))
+
+
 HEAD_PROBING_STRATEGIES = tuple(name for name, strategy in STRATEGIES.items()
-                                if any(phase.name == "hp" for phase in strategy.phases()))
+                                if "hp_epochs" in strategy.defaults and _head_probes_then_finetunes(strategy.phases()))
 FEATURE_METRICS = ("distance", "dot", "cosine", "norm")
 SWEEP_METRICS = ("ft_val_acc", "average_initial_energy", *FEATURE_METRICS)
 METRIC_LABELS = {

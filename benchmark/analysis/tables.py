@@ -10,7 +10,8 @@ import pandas as pd
 from lpft_bench.storage import atomic_write
 
 Z90 = 1.645  # the paper's 90% interval: 1.645 * std / sqrt(n)
-PAPER_TABLES = Path(__file__).resolve().parents[1] / "results" / "paper" / "lpft_paper_tables.csv"
+# Shipped inside the package: a wheel install compares with the paper as a checkout does.
+PAPER_TABLES = Path(__file__).resolve().parent / "paper_tables" / "lpft_paper_tables.csv"
 # The paper gives one DomainNet OOD figure; the authors' analysis treats the real domain as that OOD set.
 PAPER_OOD_SET_NAMES = {"domainnet-ood": "real"}
 CELL_COLUMNS = ["strategy", "column", "mean", "ci90", "seeds"]

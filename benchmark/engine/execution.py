@@ -1,0 +1,246 @@
+"""How a job runs: prepare its model and data, run its phases (each phase's kind says how), calibrate, record."""
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from lpft_bench.datamodules import ShiftDataModule, build_datamodule
+from lpft_bench.models import Classifier, build_backbone
+from lpft_bench.strategies import get_strategy
+from lpft_bench.strategies.kinds import PhaseContext, cpu_state, phase_kind, select_epoch
+from lpft_bench.strategies.phases import Phase
+from lpft_bench.strategies.posthoc import calibration, predict
+
+from .identity import Job, RunContext, feature_key, phase_key
+from .store import cached_features, features_path, load_phase, phase_dir, save_phase, write_record
+
+RECORD_SCHEMA = "lpft-bench/record/v1"
+
+
+def quiet_lightning() -> None:
+    """Jobs print nothing but failures: a matrix of hundreds would otherwise drown its own progress bar."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
+def _environment(trainer_world_size: int) -> dict:
+    import lightning
+    import timm
+
+    return {
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "world_size": trainer_world_size,
+    }
+
+
+@dataclass
+class PreparedJob:
+    """A job's model, data and phases, built and seeded, before anything trains."""
+
+    model: Classifier
+    datamodule: ShiftDataModule
+    phases: list[Phase]
+    hparams: dict
+    pretrained: dict[str, torch.Tensor]  # the backbone's parameters before any phase
+
+
+def prepare_job(job: Job, ctx: RunContext) -> PreparedJob:
+    strategy = get_strategy(job.strategy)
+    hparams = strategy.hparams(job.hparams)
+    L.seed_everything(job.seed, workers=True, verbose=False)
+    backbone, data_config = build_backbone(job.backbone_spec(), pretrained=strategy.pretrained)
+    dm = build_datamodule(
+        job.benchmark,
+        data_config=data_config,
+        data_root=ctx.data_root,
+        batch_size=hparams.get("batch_size", 64),
+        num_workers=ctx.num_workers,
+        seed=job.seed,
+        **job.benchmark_options,
+    )
+    dm.setup("fit")
+    model = Classifier(backbone, dm.num_classes, head=hparams.get("head", "linear"))
+    pretrained = {k: v.detach().clone() for k, v in backbone.named_parameters()}
+    return PreparedJob(model, dm, strategy.phases(job.hparams), hparams, pretrained)
+
+
+def device_of(ctx: RunContext) -> torch.device:
+    return torch.device("cuda" if ctx.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+class Trainers:
+    """Builds each gradient phase's Trainer on the run's devices, and remembers the last one's world."""
+
+    def __init__(self, ctx: RunContext, job_dir: Path):
+        self.ctx, self.job_dir = ctx, job_dir
+        self.world_size, self.is_rank_zero = 1, True
+
+    def __call__(self, phase_key: str, **kwargs) -> L.Trainer:
+        ctx = self.ctx
+        loggers = [CSVLogger(self.job_dir, name="logs", version=phase_key)]
+        if ctx.tensorboard:
+            loggers.append(TensorBoardLogger(self.job_dir, name="tensorboard", version=phase_key))
+        trainer = L.Trainer(
+            accelerator=ctx.accelerator,
+            devices=ctx.devices,
+            num_nodes=ctx.nodes,
+            strategy="ddp" if ctx.devices * ctx.nodes > 1 else "auto",
+            precision=ctx.precision,
+            logger=loggers,
+            use_distributed_sampler=False,  # the datamodule shards: padded for training, unpadded for evaluation
+            num_sanity_val_steps=0,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=1,
+            **kwargs,
+        )
+        self.world_size, self.is_rank_zero = trainer.world_size, trainer.is_global_zero
+        return trainer
+
+
+def _train_ingredient(job: Job, ctx: RunContext, work_dir: Path, strategy: str, hparams: dict):
+    """Another job's final model (a soup's ingredient), from the phase store or trained into it."""
+    from dataclasses import replace
+
+    ingredient = replace(job, strategy=strategy, hparams=hparams)
+    prepared = prepare_job(ingredient, ctx)
+    run_phases(ingredient, prepared, ctx, work_dir=work_dir / "ingredients" / ingredient.id)
+    return ingredient.id, cpu_state(prepared.model)
+
+
+def _features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, dataset):
+    path = features_path(ctx.out, job.benchmark, set_name, feature_key(job, set_name))
+    device = device_of(ctx)
+    return cached_features(path, prepared.model.backbone, prepared.datamodule.eval_loader(dataset), device)
+
+
+def phase_context(job: Job, prepared: PreparedJob, ctx: RunContext, key: str, job_dir: Path, trainers: "Trainers",
+                  start_of_previous: dict | None = None) -> PhaseContext:
+    """What a phase kind gets to run phase `key` of `job`."""
+    return PhaseContext(
+        model=prepared.model, datamodule=prepared.datamodule, hparams=prepared.hparams, pretrained=prepared.pretrained,
+        device=device_of(ctx), work_dir=job_dir, phase_key=key, make_trainer=partial(trainers, key),
+        features=partial(_features, job, ctx, prepared), train_ingredient=partial(_train_ingredient, job, ctx, job_dir),
+        start_of_previous=start_of_previous, compile=ctx.compile,
+    )
+
+
+def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path | None = None) -> tuple[list[dict], int, bool]:
+    """Run the phases in order. A phase whose result is in the store (this job's earlier, interrupted run,
+    or another job with the same phase prefix) is loaded, not rerun. Checkpoints and logs go to `work_dir`
+    (default: the job's directory).
+
+    Returns the phase records, the world size and whether this process is rank zero."""
+    model, phases = prepared.model, prepared.phases
+    job_dir = work_dir or ctx.job_dir(job)
+    trainers = Trainers(ctx, job_dir)
+    records, start_of_previous = [], None
+    for index, phase in enumerate(phases):
+        keeps_start = index + 1 < len(phases) and phase_kind(phases[index + 1].trains).needs_previous_start
+        start = cpu_state(model) if keeps_start else None
+        key = phase_key(job, phases, index)
+        stored = load_phase(phase_dir(ctx.out, key))
+        if stored is not None:
+            record, state = stored
+            records.append({**record, "reused": key})
+            model.load_state_dict(state)
+        else:
+            context = phase_context(job, prepared, ctx, key, job_dir, trainers, start_of_previous)
+            record = phase_kind(phase.trains).run(phase, context)
+            records.append(record)
+            if trainers.is_rank_zero:
+                save_phase(phase_dir(ctx.out, key), model, record)
+                shutil.rmtree(job_dir / "checkpoints" / key, ignore_errors=True)
+        start_of_previous = start
+    return records, trainers.world_size, trainers.is_rank_zero
+
+
+def calibrate(prepared: PreparedJob, device: torch.device) -> dict:
+    """Temperature scaling of the model the job ends with (its last epoch; WiSE-FT's chosen α, a soup),
+    fitted on the selection set: accuracy, NLL and ECE per evaluation set before and after."""
+    model, dm = prepared.model.to(device), prepared.datamodule
+    outputs = {s.name: predict(model, dm.eval_loader(s.dataset), device) for s in dm.eval_sets}
+    return calibration(outputs, dm.eval_sets, dm.selection_set, dm.num_classes)
+
+
+def run_job(job: Job, ctx: RunContext) -> dict:
+    """Run every phase of the job and write its record (atomically, then the `done` marker)."""
+    quiet_lightning()
+    started = time.time()
+    prepared = prepare_job(job, ctx)
+    dm = prepared.datamodule
+    phases, world_size, is_rank_zero = run_phases(job, prepared, ctx)
+    selected = select_epoch(phases[-1]["epochs"], dm.selection_set)
+    selection = {"set": dm.selection_set, "phase": phases[-1]["name"], "epoch": selected["epoch"]}
+    if "alpha" in selected:
+        selection["alpha"] = selected["alpha"]
+    record = {
+        "schema": RECORD_SCHEMA,
+        "job_id": job.id,
+        "job": job.to_dict(),
+        "meaning": job.meaning(),
+        "status": "done",
+        "eval_sets": {s.name: {"split": s.split, "size": len(s.dataset)} for s in dm.eval_sets},
+        "selection": selection,
+        "final": {s.name: selected[f"acc/{s.name}"] for s in dm.eval_sets},
+        "calibration": calibrate(prepared, device_of(ctx)),
+        "phases": phases,
+        "environment": _environment(world_size),
+        "seconds": round(time.time() - started, 2),
+    }
+    if is_rank_zero:
+        write_record(ctx.job_dir(job), record)
+    return record
+
+
+def record_failure(job: Job, ctx: RunContext, error: BaseException) -> dict:
+    """A failed job keeps its error in the store (no `done` marker: a rerun retries it)."""
+    record = {
+        "schema": RECORD_SCHEMA,
+        "job_id": job.id,
+        "job": job.to_dict(),
+        "status": "failed",
+        "error": f"{type(error).__name__}: {error}",
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+    write_record(ctx.job_dir(job), record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Worker entry point: `python -m lpft_bench.engine.execution JOB_JSON CONTEXT_JSON` (DDP re-executes it)."""
+    import sys
+
+    args = argv if argv is not None else sys.argv[1:]
+    job = Job.from_dict(json.loads(args[0]))
+    ctx = RunContext.from_dict(json.loads(args[1]))
+    try:
+        run_job(job, ctx)
+    except Exception as error:  # the runner reads the failure from the store and moves on
+        record_failure(job, ctx, error)
+        print(f"job {job.id} failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""What a job is: (benchmark, backbone, strategy, hyperparameters, seed), identified by the hash of its meaning;
+and the keys of the model states its phases produce. Where and how it runs (`RunContext`) never counts."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from lpft_bench.datamodules import benchmark_meaning
+from lpft_bench.models import BackboneSpec, resolve_backbone
+from lpft_bench.storage import meaning_hash
+from lpft_bench.strategies import get_strategy
+from lpft_bench.strategies.kinds import phase_kind
+from lpft_bench.strategies.phases import Phase
+
+
+@dataclass(frozen=True)
+class Job:
+    """What is run. Everything here is part of the job's identity; where and how it runs is not."""
+
+    benchmark: str
+    strategy: str
+    seed: int
+    backbone: str = "digits-resnet"
+    hparams: dict = field(default_factory=dict)
+    benchmark_options: dict = field(default_factory=dict)
+    checkpoint: str | None = None
+
+    def backbone_spec(self) -> BackboneSpec:
+        return resolve_backbone(self.backbone, self.checkpoint)
+
+    def benchmark_meaning(self) -> dict:
+        return {"name": self.benchmark, "options": benchmark_meaning(self.benchmark, self.benchmark_options)}
+
+    def meaning(self) -> dict:
+        strategy = get_strategy(self.strategy)
+        return {
+            "benchmark": self.benchmark_meaning(),
+            "backbone": self.backbone_spec().meaning(),
+            "strategy": self.strategy,
+            "hparams": strategy.hparams(self.hparams),
+            "phases": [p.describe() for p in strategy.phases(self.hparams)],
+            "seed": self.seed,
+        }
+
+    @property
+    def id(self) -> str:
+        return meaning_hash(self.meaning())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Job":
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where and how jobs run: machine paths and devices, never part of a job's identity."""
+
+    out: Path
+    data_root: str | None = None
+    accelerator: str = "auto"
+    devices: int = 1
+    nodes: int = 1
+    num_workers: int = 0
+    precision: str | None = None
+    tensorboard: bool = False
+    compile: bool = False
+
+    def job_dir(self, job: Job) -> Path:
+        return Path(self.out) / "jobs" / job.id
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "out": str(self.out)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunContext":
+        return cls(**{**data, "out": Path(data["out"])})
+
+
+def ingredient_jobs(job: Job, phase: Phase) -> list[Job]:
+    """The jobs whose results a phase of `job` depends on (a soup's sweep), with the job's benchmark, backbone
+    and seed."""
+    hparams = get_strategy(job.strategy).hparams(job.hparams)
+    return [replace(job, strategy=strategy, hparams=ingredient_hparams)
+            for strategy, ingredient_hparams in phase_kind(phase.trains).ingredients(phase, hparams)]
+
+
+def phase_key(job: Job, phases: list[Phase], index: int) -> str:
+    """Identity of the model state after phases[:index + 1]: jobs sharing that prefix share its result
+    (lp-ft reuses the lp job's probe, hp-ft jobs that differ only in their FT learning rate share one HP)."""
+    prefix = phases[: index + 1]
+    hparams = get_strategy(job.strategy).hparams(job.hparams)
+    depends_on_training = any(phase_kind(p.trains).depends_on_training for p in prefix)
+    meaning = {
+        "benchmark": job.benchmark_meaning(),
+        "backbone": job.backbone_spec().meaning(),
+        "pretrained": get_strategy(job.strategy).pretrained,
+        "seed": job.seed,
+        "training": {k: hparams.get(k) for k in ("batch_size", "head", "probe_size")} if depends_on_training else {},
+        "phases": [p.describe() for p in prefix],
+    }
+    ingredients = ingredient_jobs(job, prefix[-1])
+    if ingredients:
+        meaning["ingredients"] = [ingredient.id for ingredient in ingredients]
+    return f"{index}-{prefix[-1].name}-{meaning_hash(meaning)}"
+
+
+def feature_key(job: Job, set_name: str) -> str:
+    """Features depend on the backbone's weights, the benchmark's data and its seeded split: nothing else."""
+    return meaning_hash({"backbone": job.backbone_spec().meaning(), "benchmark": job.benchmark_meaning(),
+                         "seed": job.seed, "set": set_name})

@@ -1,0 +1,112 @@
+"""Phase kinds, registered by the name a `Phase.trains` holds: each kind says how a phase of it runs.
+
+Adding a kind (a TPGM projection, a new weight-space step) is one class here or in a file of its own plus one
+registry line. Kinds receive a `PhaseContext` and never see a job, so they never import the engine."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+if TYPE_CHECKING:
+    import lightning as L
+    import numpy as np
+
+    from lpft_bench.datamodules import ShiftDataModule
+    from lpft_bench.strategies.phases import Phase
+
+
+@dataclass
+class PhaseContext:
+    """What a phase kind may use. Built by the engine for each phase.
+
+    features(set_name, dataset): that set's eval-mode backbone features and labels, from the store's cache.
+    make_trainer(**trainer_kwargs): a Lightning Trainer on this run's devices; the engine reads its world size.
+    train_ingredient(strategy, hparams): another job's final model state (same benchmark, backbone, seed),
+    from the phase store or trained into it (model soups).
+    start_of_previous: the model state at the start of the previous phase (kinds that `needs_previous_start`)."""
+
+    model: torch.nn.Module
+    datamodule: "ShiftDataModule"
+    hparams: dict
+    pretrained: dict[str, torch.Tensor]
+    device: torch.device
+    work_dir: Path
+    phase_key: str
+    make_trainer: Callable[..., "L.Trainer"]
+    features: Callable[[str, object], "tuple[np.ndarray, np.ndarray]"]
+    train_ingredient: Callable[[str, dict], dict[str, torch.Tensor]]
+    start_of_previous: dict[str, torch.Tensor] | None = None
+    tensorboard: bool = False
+    compile: bool = False
+
+
+class PhaseKind:
+    """A kind of phase. Subclasses set the flags and implement `run`; `validate` checks a phase's fields."""
+
+    name: str = ""
+    by_gradient: bool = False  # one `Trainer.fit` per phase
+    depends_on_training: bool = True  # its result depends on batch size, head type and probe size
+    trains_backbone: bool = False  # backbone parameters get gradients: feature-change diagnostics apply
+    needs_previous_start: bool = False  # the engine keeps the model state from before the previous phase
+    fields: tuple[str, ...] = ()  # `Phase` fields that only phases of this kind may set
+
+    def validate(self, phase: "Phase") -> None:
+        """Raise ValueError naming the field when `phase` is not a valid phase of this kind."""
+
+    def ingredients(self, phase: "Phase", strategy_hparams: dict) -> list[tuple[str, dict]]:
+        """Other jobs (strategy, hyperparameters) whose results this phase's result depends on."""
+        return []
+
+    def forward_passes(self, phase: "Phase", sizes: dict[str, int], probe_size: int,
+                       extracted: set[str]) -> int | None:
+        """Backbone forward passes of one run of the phase; `sizes`: "train" and each evaluation set's size;
+        `extracted`: the sets whose features are already cached (updated). None: not counted."""
+        return None
+
+    def run(self, phase: "Phase", context: PhaseContext) -> dict:
+        """Run the phase on `context.model` (left as the phase ends) and return its record."""
+        raise NotImplementedError
+
+
+PHASE_KINDS: dict[str, PhaseKind] = {}
+
+
+def register_kind(kind: PhaseKind) -> PhaseKind:
+    if kind.name in PHASE_KINDS:
+        raise ValueError(f"phase kind {kind.name!r} is registered twice")
+    PHASE_KINDS[kind.name] = kind
+    return kind
+
+
+def phase_kind(name: str) -> PhaseKind:
+    if name not in PHASE_KINDS:
+        raise ValueError(f"unknown phase kind {name!r}; expected one of {tuple(PHASE_KINDS)}")
+    return PHASE_KINDS[name]
+
+
+def head_state(head: torch.nn.Module) -> dict:
+    """A fingerprint of the head: its digest proves which head a phase started from."""
+    tensors = [t.detach().cpu().contiguous() for t in head.state_dict().values()]
+    digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in tensors)).hexdigest()[:16]
+    norm = float(torch.sqrt(sum((t.double() ** 2).sum() for t in tensors)))
+    return {"head_sha256": digest, "head_norm": norm}
+
+
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def select_epoch(epochs: list[dict], selection_set: str) -> dict:
+    """The epoch (or weight-space candidate) with the best accuracy on the selection set (earliest on ties)."""
+    key = f"acc/{selection_set}"
+    return max(epochs, key=lambda row: (row[key], -row["epoch"]))
+
+
+from . import gradient, probe, weight_space  # noqa: E402,F401 - each registers its kinds
+
+__all__ = ["PHASE_KINDS", "PhaseContext", "PhaseKind", "cpu_state", "head_state", "phase_kind", "register_kind",
+           "select_epoch"]

@@ -1,0 +1,109 @@
+"""Gradient phases: one `Trainer.fit` each, so freezing and BatchNorm modes never change mid-fit (safe under DDP)."""
+from __future__ import annotations
+
+import torch
+from lightning.pytorch.accelerators import CUDAAccelerator
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lpft_bench.strategies.callbacks import (BatchNormEval, EpochRecorder, FinetuneDiagnostics, FrozenBackboneEval,
+                                             FrozenLayerGroups)
+from lpft_bench.strategies.module import AdaptationModule
+
+from . import PhaseContext, PhaseKind, head_state, register_kind
+
+
+def reinitialise(module: torch.nn.Module, names: tuple[str, ...]) -> None:
+    """Fresh PyTorch-default parameters (and BatchNorm statistics) for exactly the named submodules."""
+    for name in names:
+        for submodule in module.get_submodule(name).modules():
+            if hasattr(submodule, "reset_parameters"):
+                submodule.reset_parameters()
+
+
+def probe_subset(dataset, size: int):
+    """A fixed subset (seed 0, same for every job) on which feature metrics are measured."""
+    if len(dataset) <= size:
+        return dataset
+    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:size]
+    return torch.utils.data.Subset(dataset, sorted(indices.tolist()))
+
+
+class GradientPhase(PhaseKind):
+    """Trains by SGD/AdamW for `epochs`; Lightning checkpoints every epoch, so a killed phase resumes."""
+
+    by_gradient = True
+
+    def __init__(self, name: str, trains_backbone: bool, fields: tuple[str, ...] = ()):
+        self.name, self.trains_backbone, self.fields = name, trains_backbone, fields
+
+    def validate(self, phase) -> None:
+        if self.name == "groups" and not phase.train_groups:
+            raise ValueError(f"phase {phase.name!r}: trains='groups' needs the train_groups it trains")
+        if phase.epochs < 1:
+            raise ValueError(f"phase {phase.name!r}: a gradient phase needs epochs >= 1, got {phase.epochs}")
+
+    def forward_passes(self, phase, sizes: dict[str, int], probe_size: int, extracted: set[str]) -> int:
+        """Every training image each epoch, every evaluation set each validation, and where the backbone trains
+        the diagnostics (training probe at the start, each evaluation probe at start and end)."""
+        eval_sizes = [n for name, n in sizes.items() if name != "train"]
+        passes = phase.epochs * sizes["train"] + phase.epochs // phase.validate_every * sum(eval_sizes)
+        if self.trains_backbone:
+            passes += min(probe_size, sizes["train"]) + 2 * sum(min(probe_size, n) for n in eval_sizes)
+        return passes
+
+    def callbacks(self, phase, context: PhaseContext) -> list:
+        """What keeps the untrained parts frozen (and in eval mode) for this kind."""
+        if self.name == "head":
+            return [FrozenBackboneEval(phase.also_train)]
+        if phase.train_groups or phase.frozen_groups or phase.unfreeze_every:
+            return [FrozenLayerGroups(phase)]
+        return []
+
+    def run(self, phase, context: PhaseContext) -> dict:
+        model, dm = context.model, context.datamodule
+        checkpoint_dir = context.work_dir / "checkpoints" / context.phase_key
+        if phase.head_init == "random":
+            reinitialise(model, ("head",))
+        reinitialise(model.backbone, phase.reinit)
+        recorder = EpochRecorder()
+        callbacks = [recorder, ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0),
+                     *self.callbacks(phase, context)]
+        if phase.batchnorm == "eval":
+            callbacks.append(BatchNormEval())
+        diagnostics = None
+        if self.trains_backbone:
+            size = context.hparams.get("probe_size", 512)
+            diagnostics = FinetuneDiagnostics(
+                train_probe=probe_subset(dm.splits.train_eval, size),
+                eval_probes={s.name: probe_subset(s.dataset, size) for s in dm.eval_sets},
+                splits={s.name: s.split for s in dm.eval_sets},
+                pretrained=context.pretrained,
+            )
+            callbacks.append(diagnostics)
+        trainer = context.make_trainer(max_epochs=phase.epochs, callbacks=callbacks,
+                                       check_val_every_n_epoch=phase.validate_every)
+        module = AdaptationModule(model, phase, dm.eval_sets, dm.num_classes, pretrained=context.pretrained)
+        # Lightning keeps whatever train/eval modes modules have at fit start; a phase starts from train mode
+        # and its callbacks put the frozen parts in eval mode.
+        model.train()
+        if isinstance(trainer.accelerator, CUDAAccelerator):
+            # NHWC is what cuDNN's convolution kernels prefer; parameters keep their names and values.
+            model.to(memory_format=torch.channels_last)
+        if context.compile:
+            model.compile()  # in place: state_dict keys (phase store, checkpoints) are unchanged
+        start = head_state(model.head)
+        last = checkpoint_dir / "last.ckpt"
+        trainer.fit(module, datamodule=dm, ckpt_path=last if last.exists() else None, weights_only=True)
+        record = {"name": phase.name, "phase": phase.describe(), "start": start, "epochs": recorder.epochs,
+                  "end": head_state(model.head)}
+        if diagnostics is not None:
+            record["start"].update(diagnostics.start)
+            record.update(diagnostics.end)
+        return record
+
+
+# "all": backbone and head; "head": the backbone frozen and in eval mode (but `also_train`); "groups": only
+# `train_groups` train (surgical fine-tuning).
+register_kind(GradientPhase("all", trains_backbone=True, fields=("frozen_groups", "unfreeze_every")))
+register_kind(GradientPhase("head", trains_backbone=False))
+register_kind(GradientPhase("groups", trains_backbone=True, fields=("train_groups",)))

@@ -1,0 +1,56 @@
+"""The paper's linear probe: a closed-form phase on cached eval-mode features of the untouched backbone."""
+from __future__ import annotations
+
+import torch
+
+from lpft_bench.strategies.linear_probe import fit_logistic_path
+from lpft_bench.strategies.module import restrict_logits
+from lpft_bench.strategies.oracle import oracle_probe
+
+from . import PhaseContext, PhaseKind, head_state, register_kind
+
+
+class LogisticProbe(PhaseKind):
+    """L2 logistic regression over the `probe_Cs` path, C chosen on the selection set; loads the chosen head."""
+
+    name = "logistic-probe"
+    fields = ("probe_Cs",)
+    depends_on_training = False  # closed form on cached features: no batches, no diagnostics
+
+    def validate(self, phase) -> None:
+        if not phase.probe_Cs:
+            raise ValueError(f"phase {phase.name!r}: a logistic probe needs its regularisation path probe_Cs")
+
+    def forward_passes(self, phase, sizes: dict[str, int], probe_size: int, extracted: set[str]) -> int:
+        """Each set's features once, whatever the number of C values."""
+        passes = sum(n for name, n in sizes.items() if name not in extracted)
+        extracted.update(sizes)
+        return passes
+
+    def run(self, phase, context: PhaseContext) -> dict:
+        model, dm = context.model, context.datamodule
+        if not isinstance(model.head, torch.nn.Linear):
+            raise ValueError("the logistic-regression probe fits a linear head; use an SGD head-probing phase for MLP heads")
+        model.to(context.device)
+        features = {"train": context.features("train", dm.splits.train_eval)}
+        for eval_set in dm.eval_sets:
+            features[eval_set.name] = context.features(eval_set.name, eval_set.dataset)
+        probe = fit_logistic_path(*features["train"], *features[dm.selection_set], phase.probe_Cs, dm.num_classes)
+        with torch.no_grad():
+            model.head.weight.copy_(torch.from_numpy(probe.weight))
+            model.head.bias.copy_(torch.from_numpy(probe.bias))
+        row = {"epoch": 0}
+        for eval_set in dm.eval_sets:
+            x, y = features[eval_set.name]
+            logits = restrict_logits(torch.from_numpy(probe.logits(x)), eval_set.class_subset)
+            row[f"acc/{eval_set.name}"] = float((logits.argmax(-1).numpy() == y).mean())
+        train_x, train_y = features["train"]
+        row["train/acc"] = float((probe.logits(train_x).argmax(-1) == train_y).mean())
+        # The features' ceiling on each OOD set: which regime the benchmark is in (strategies.oracle).
+        oracle = {s.name: oracle_probe(*features[s.name], phase.probe_Cs, dm.num_classes, s.groups)
+                  for s in dm.eval_sets if s.split == "ood"}
+        return {"name": phase.name, "phase": phase.describe(), "epochs": [row], "end": head_state(model.head),
+                "probe": {"C": probe.C, "path": probe.path}, "oracle": oracle}
+
+
+register_kind(LogisticProbe())

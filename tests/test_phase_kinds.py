@@ -1,0 +1,56 @@
+"""Phase kinds are a registry: a new kind is one class plus one registry line, and the engine runs it."""
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from lpft_bench.engine import Job, RunContext, run_job
+from lpft_bench.strategies import STRATEGIES, Phase, Strategy
+from lpft_bench.strategies.kinds import PHASE_KINDS, PhaseKind, head_state, register_kind
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ShrinkHead(PhaseKind):
+    """A toy weight-space step: the head scaled by one half."""
+
+    name = "shrink-head"
+
+    def run(self, phase, context):
+        with torch.no_grad():
+            for parameter in context.model.head.parameters():
+                parameter.mul_(0.5)
+        row = {"epoch": 0, **{f"acc/{s.name}": 0.0 for s in context.datamodule.eval_sets}}
+        return {"name": phase.name, "phase": phase.describe(), "epochs": [row], "end": head_state(context.model.head)}
+
+
+def test_a_new_phase_kind_is_one_class_and_one_registry_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(STRATEGIES, "lp-shrink", Strategy(
+        "lp-shrink", "LP, then the head halved", lambda hp: [STRATEGIES["lp"].phases(hp)[0], Phase("shrink", "shrink-head")],
+        defaults=STRATEGIES["lp"].defaults))
+    register_kind(ShrinkHead())
+    try:
+        ctx = RunContext(out=tmp_path, accelerator="cpu")
+        lp = run_job(Job("digits", "lp", 0, benchmark_options={"subset": 60}), ctx)
+        shrunk = run_job(Job("digits", "lp-shrink", 0, benchmark_options={"subset": 60}), ctx)
+    finally:
+        del PHASE_KINDS["shrink-head"]
+    assert shrunk["phases"][0]["reused"], "the LP phase is shared with the lp job through the phase store"
+    assert shrunk["phases"][1]["end"]["head_norm"] == pytest.approx(lp["phases"][0]["end"]["head_norm"] / 2, rel=1e-6)
+
+
+def test_a_kind_is_registered_once_and_phases_name_known_kinds():
+    with pytest.raises(ValueError, match="registered twice"):
+        register_kind(PHASE_KINDS["all"])
+    with pytest.raises(ValueError, match="unknown phase kind"):
+        Phase("x", trains="no-such-kind")
+    with pytest.raises(ValueError, match="alphas belongs to trains='weight-interpolation'"):
+        Phase("ft", trains="all", epochs=1, alphas=(0.5,))
+
+
+def test_no_phase_kind_is_dispatched_by_name_outside_the_kinds():
+    """The kinds say how a phase runs; nothing else compares `trains` against a kind's name."""
+    found = subprocess.run(["grep", "-rnE", r"trains (==|!=|in |not in )", "benchmark", "strategies", "datamodules",
+                            "--include=*.py"], cwd=REPO, capture_output=True, text=True).stdout
+    assert found == "", found
