@@ -59,12 +59,15 @@ class EvalSet:
     """A named evaluation set; `split` is "id" or "ood".
 
     `class_subset` restricts the argmax to these logits (ImageNet-R/A evaluate 200 of 1000 classes).
+    `groups` names each example's source image where one image appears several times (digits at several
+    angles): the oracle probe keeps a group on one side of its split. None: every example its own.
     """
 
     name: str
     dataset: Dataset
     split: str
     class_subset: tuple[int, ...] | None = None
+    groups: np.ndarray | None = None
 
 
 @dataclass
@@ -113,10 +116,10 @@ def limit_splits(splits: ShiftSplits, size: int) -> ShiftSplits:
     `train` and `train_eval` hold the same images in the same order, so one draw serves both.
     """
     keep = stratified_sample(dataset_targets(splits.train), size, SUBSET_SEED)
-    eval_sets = [
-        replace(s, dataset=Subset(s.dataset, stratified_sample(dataset_targets(s.dataset), size, SUBSET_SEED)))
-        for s in splits.eval_sets
-    ]
+    eval_sets = []
+    for s in splits.eval_sets:
+        kept = stratified_sample(dataset_targets(s.dataset), size, SUBSET_SEED)
+        eval_sets.append(replace(s, dataset=Subset(s.dataset, kept), groups=None if s.groups is None else s.groups[kept]))
     return replace(splits, train=Subset(splits.train, keep), train_eval=Subset(splits.train_eval, keep),
                    eval_sets=eval_sets)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lpft_bench.analysis.claims import grid_edge_lines, ordering_lines, with_oracle
 from lpft_bench.storage import atomic_write
 
 Z90 = 1.645  # the paper's 90% interval: 1.645 * std / sqrt(n)
@@ -172,7 +173,7 @@ def collect(store: Path) -> str:
     records = load_records(store)
     runs = runs_frame(records)
     selected = select_hparams(runs)
-    id_table, ood_table = summary_table(selected, "id"), summary_table(selected, "ood")
+    id_table, ood_table = summary_table(selected, "id"), summary_table(with_oracle(selected, records), "ood")
     _write_csv(runs, store / "runs.csv", index=False)
     _write_csv(id_table, store / "id.csv", index=True)
     _write_csv(ood_table, store / "ood.csv", index=True)
@@ -184,6 +185,8 @@ def collect(store: Path) -> str:
     failed = [r for r in records if r.get("status") == "failed"]
     lines = [format_table(id_table, "ID accuracy (%), mean ± 90% interval over seeds"), "",
              format_table(ood_table, "OOD accuracy (%), mean ± 90% interval over seeds")]
+    for claims in (ordering_lines(table_cells(ood_table)), grid_edge_lines(runs, selected)):
+        lines += ["", *claims] if claims else []
     calibration = calibration_table(records, selected)
     if not calibration.empty:
         _write_csv(calibration, store / "calibration.csv", index=False)

@@ -1,0 +1,91 @@
+"""What a default run claims, checked against its own intervals: the OOD ordering of Kumar et al.
+(LP-FT >= LP > FT), the oracle probe's ceiling beside it, and hyperparameters selected on a grid's edge."""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+ORACLE = "oracle"  # the row of the OOD table holding the oracle probe (LP fitted on each OOD set itself)
+
+
+def oracle_rows(records: list[dict]) -> pd.DataFrame:
+    """Runs-like rows (accuracy in %) of the oracle probe that LP phases recorded, once per benchmark, backbone,
+    seed and OOD set (lp and lp-ft share their probe phase)."""
+    rows = {}
+    for record in records:
+        if record.get("status") != "done":
+            continue
+        job = record["job"]
+        for phase in record.get("phases", []):
+            for eval_set, oracle in phase.get("oracle", {}).items():
+                key = (job["benchmark"], job["backbone"], job["seed"], eval_set)
+                rows[key] = {"benchmark": job["benchmark"], "backbone": job["backbone"], "strategy": ORACLE,
+                             "seed": job["seed"], "eval_set": eval_set, "split": "ood", "acc": 100.0 * oracle["acc"]}
+    return pd.DataFrame(list(rows.values()), columns=["benchmark", "backbone", "strategy", "seed", "eval_set",
+                                                      "split", "acc"])
+
+
+def with_oracle(selected: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
+    """The selected runs plus the oracle probe's rows, for the OOD table."""
+    oracle = oracle_rows(records)
+    return selected if oracle.empty else pd.concat([selected, oracle], ignore_index=True)
+
+
+def compare(a: pd.Series, b: pd.Series) -> str:
+    """'>' or '<' where the 90% intervals do not overlap, '≈' where they do (no order claimed), '?' without
+    intervals (one seed)."""
+    if math.isnan(a["ci90"]) or math.isnan(b["ci90"]):
+        return "?"
+    if a["mean"] - a["ci90"] > b["mean"] + b["ci90"]:
+        return ">"
+    if a["mean"] + a["ci90"] < b["mean"] - b["ci90"]:
+        return "<"
+    return "≈"
+
+
+def _cell(row: pd.Series) -> str:
+    return f"{row.name} {row['mean']:.1f} ± {row['ci90']:.1f}"
+
+
+def ordering_lines(ood_cells: pd.DataFrame) -> list[str]:
+    """Per OOD column holding lp, ft and lp-ft: whether LP-FT >= LP > FT holds, claiming '>' only where
+    the intervals do not overlap; the oracle's ceiling beside it."""
+    lines = []
+    for column, cells in ood_cells.groupby("column", sort=True):
+        by = cells.set_index("strategy")
+        if not {"lp", "ft", "lp-ft"} <= set(by.index):
+            continue
+        lp_ft_vs_lp, lp_vs_ft = compare(by.loc["lp-ft"], by.loc["lp"]), compare(by.loc["lp"], by.loc["ft"])
+        holds = lp_ft_vs_lp in (">", "≈") and lp_vs_ft == ">"
+        verdict = "holds" if holds else "does not hold"
+        if "?" in (lp_ft_vs_lp, lp_vs_ft):
+            verdict = "undecided (one seed: no intervals)"
+        ceiling = f"; oracle {by.loc[ORACLE, 'mean']:.1f}" if ORACLE in by.index else ""
+        lines.append(f"  {column}: {_cell(by.loc['lp-ft'])} {lp_ft_vs_lp} {_cell(by.loc['lp'])} {lp_vs_ft} "
+                     f"{_cell(by.loc['ft'])}{ceiling}: {verdict}")
+    if not lines:
+        return []
+    return ["OOD ordering LP-FT ≥ LP > FT (> / <: 90% intervals apart; ≈: they overlap, no order claimed)", *lines]
+
+
+def grid_edge_lines(runs: pd.DataFrame, selected: pd.DataFrame) -> list[str]:
+    """For every swept numeric hyperparameter: the selected value and whether it is an end of its grid."""
+    lines = []
+    keys = ["benchmark", "backbone", "strategy"]
+    for (benchmark, backbone, strategy), jobs in runs.groupby(keys, sort=True):
+        grids = pd.DataFrame([json.loads(h) for h in jobs["hparams"].unique()])
+        chosen = selected[(selected["benchmark"] == benchmark) & (selected["backbone"] == backbone) &
+                          (selected["strategy"] == strategy)]
+        if chosen.empty:
+            continue
+        picked = json.loads(chosen["hparams"].iloc[0])
+        for name in grids.columns:
+            values = sorted(v for v in grids[name].dropna().unique() if isinstance(v, (int, float)))
+            if len(values) < 2 or name not in picked:
+                continue
+            where = "on the edge of" if picked[name] in (values[0], values[-1]) else "inside"
+            lines.append(f"  {benchmark} {strategy}: {name}={picked[name]:g} {where} its grid "
+                         f"[{', '.join(f'{v:g}' for v in values)}]")
+    return ["Selected hyperparameters (best mean ID validation accuracy)", *lines] if lines else []
