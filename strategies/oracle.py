@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .linear_probe import fit_logistic_path
+from .linear_probe import PROBE_SETTINGS, ProbeSettings, fit_logistic_path
 
 ORACLE_SEED = 0  # the halves are part of the measurement: the same for every job
 
@@ -23,16 +23,19 @@ def split_by_group(indices: np.ndarray, groups: np.ndarray, fraction: float, see
 
 
 def oracle_probe(features: np.ndarray, labels: np.ndarray, Cs: Sequence[float], num_classes: int,
-                 groups: np.ndarray | None = None, seed: int = ORACLE_SEED) -> dict:
+                 groups: np.ndarray | None = None, settings: ProbeSettings = PROBE_SETTINGS["clean"],
+                 seed: int = ORACLE_SEED) -> dict:
     """Fit the LP on one half of an evaluation set, C chosen on a fifth of that half (as LP's C is chosen on
-    ID validation carved from train), and score it on the other half, which it never saw.
+    ID validation carved from train, and with the LP's `settings`), and score it on the other half, which
+    it never saw.
 
     `groups` names the source image of each example (default: each its own), so that two views of one
     digit never sit on both sides of a split."""
     groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     fit, held_out = split_by_group(np.arange(len(labels)), groups, 0.5, seed)
     train, val = split_by_group(fit, groups, 0.2, seed + 1)
-    probe = fit_logistic_path(features[train], labels[train], features[val], labels[val], Cs, num_classes)
+    probe = fit_logistic_path(features[train], labels[train], features[val], labels[val], Cs, num_classes,
+                              settings)
     # Like sklearn's own predict: only classes the fit saw can be predicted (the others' rows are zeros).
     seen = np.unique(labels[train])
     predicted = seen[probe.logits(features[held_out])[:, seen].argmax(-1)]
