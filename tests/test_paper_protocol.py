@@ -150,3 +150,50 @@ def test_loading_a_checkpoint_names_every_unused_or_missing_tensor_but_drops_the
     missing = _small_resnet_checkpoint(tmp_path, lambda state: state.pop("layer4.0.conv1.weight"))
     with pytest.raises(ValueError, match=r"missing from the checkpoint: layer4\.0\.conv1\.weight"):
         build_backbone(missing)
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory):
+    from lpft_bench.datamodules import write_fake
+
+    root = tmp_path_factory.mktemp("fakes")
+    for benchmark in ("living17", "cifar10"):
+        write_fake(benchmark, root)
+    return root
+
+
+def _probe_training_features(benchmark, root, seed, mode="paper"):
+    """The probe's training features and the feature-cache set they were stored under."""
+    from types import SimpleNamespace
+
+    import timm
+    import torch
+
+    from lpft_bench.datamodules import build_datamodule
+    from lpft_bench.strategies.kinds.probe import training_features
+    from lpft_bench.strategies.linear_probe import extract_features
+
+    dm = build_datamodule(benchmark, data_config={"input_size": (3, 32, 32)}, data_root=str(root), seed=seed,
+                          mode=mode, subset=12)
+    dm.setup("fit")
+    torch.manual_seed(0)  # the same backbone every call
+    backbone = timm.create_model("resnet10t", num_classes=0, channels=(8, 8, 8, 8), stem_width=8)
+    requested = []
+
+    def features(name, dataset):
+        requested.append(name)
+        return extract_features(backbone, dm.eval_loader(dataset))
+
+    context = SimpleNamespace(datamodule=dm, features=features)
+    return training_features(context, PROBE_SETTINGS[mode].features_view)[0], requested
+
+
+def test_paper_lp_trains_on_one_seeded_augmented_view_clean_on_the_eval_view(fake_root):
+    (first, names), (again, _) = (_probe_training_features("living17", fake_root, seed=0) for _ in range(2))
+    other_seed, _ = _probe_training_features("living17", fake_root, seed=1)
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other_seed)  # Living-17 augments: LP differs across seeds, as in the paper
+    assert names == ["train-augmented-view"]  # cached apart from the evaluation view
+    cifar = [_probe_training_features("cifar10", fake_root, seed=s)[0] for s in (0, 1)]
+    np.testing.assert_array_equal(*cifar)  # CIFAR does not augment: the paper's zero LP interval
+    assert _probe_training_features("living17", fake_root, seed=0, mode="clean")[1] == ["train"]

@@ -3,11 +3,27 @@ from __future__ import annotations
 
 import torch
 
-from lpft_bench.strategies.linear_probe import fit_logistic_path
+from lpft_bench.strategies.linear_probe import PROBE_SETTINGS, fit_logistic_path
 from lpft_bench.strategies.module import restrict_logits
 from lpft_bench.strategies.oracle import oracle_probe
 
 from . import PhaseContext, PhaseKind, head_state, register_kind
+
+
+# The augmented view is cached under its own set name: it must never be mistaken for the evaluation view.
+AUGMENTED_TRAIN = "train-augmented-view"
+
+
+def training_features(context: PhaseContext, view: str):
+    """The probe's training features: the evaluation transform's view, or (the authors' extraction) one view
+    of each image through the training transform, drawn from the job's seed, so LP varies across seeds
+    exactly where the benchmark augments."""
+    dm = context.datamodule
+    if view == "eval-transform":
+        return context.features("train", dm.splits.train_eval)
+    with torch.random.fork_rng(devices=[]):  # the transforms draw on the CPU generator; the job's RNG is untouched
+        torch.manual_seed(dm.seed)
+        return context.features(AUGMENTED_TRAIN, dm.splits.train)
 
 
 class LogisticProbe(PhaseKind):
@@ -32,10 +48,12 @@ class LogisticProbe(PhaseKind):
         if not isinstance(model.head, torch.nn.Linear):
             raise ValueError("the logistic-regression probe fits a linear head; use an SGD head-probing phase for MLP heads")
         model.to(context.device)
-        features = {"train": context.features("train", dm.splits.train_eval)}
+        settings = PROBE_SETTINGS[dm.mode]
+        features = {"train": training_features(context, settings.features_view)}
         for eval_set in dm.eval_sets:
             features[eval_set.name] = context.features(eval_set.name, eval_set.dataset)
-        probe = fit_logistic_path(*features["train"], *features[dm.selection_set], phase.probe_Cs, dm.num_classes)
+        probe = fit_logistic_path(*features["train"], *features[dm.selection_set], phase.probe_Cs, dm.num_classes,
+                                  settings)
         with torch.no_grad():
             model.head.weight.copy_(torch.from_numpy(probe.weight))
             model.head.bias.copy_(torch.from_numpy(probe.bias))
@@ -47,7 +65,7 @@ class LogisticProbe(PhaseKind):
         train_x, train_y = features["train"]
         row["train/acc"] = float((probe.logits(train_x).argmax(-1) == train_y).mean())
         # The features' ceiling on each OOD set: which regime the benchmark is in (strategies.oracle).
-        oracle = {s.name: oracle_probe(*features[s.name], phase.probe_Cs, dm.num_classes, s.groups)
+        oracle = {s.name: oracle_probe(*features[s.name], phase.probe_Cs, dm.num_classes, s.groups, settings)
                   for s in dm.eval_sets if s.split == "ood"}
         return {"name": phase.name, "phase": phase.describe(), "epochs": [row], "end": head_state(model.head),
                 "probe": {"C": probe.C, "path": probe.path}, "oracle": oracle}
