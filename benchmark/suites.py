@@ -88,7 +88,7 @@ SUITES: dict[str, Suite] = {
                 "living17": _paper_plan("moco-v2-resnet50", 20),
                 "entity30": _paper_plan("moco-v2-resnet50", 20),
                 "cifar10": _paper_plan("moco-v2-resnet50", 20),
-                "domainnet": _paper_plan("clip-resnet50", 50),
+                "domainnet": _paper_plan("clip-resnet50", 50, batch_size=32),  # the authors' domainnet.yaml
                 "fmow": _paper_plan("moco-tp-resnet50", 50),
                 "imagenet": _paper_plan("clip-vit-b16", 10, batch_size=128, **_IMAGENET_GRIDS),
             },
@@ -115,7 +115,9 @@ SUITES: dict[str, Suite] = {
         Suite(
             "smoke",
             "every benchmark x every strategy for 1 epoch on tiny fakes of the canonical layouts (CI)",
-            benchmarks={name: Plan(options={"subset": 40} if name != "digits" else {}, common={"epochs": 1, "hp_epochs": 1})
+            # The digits ResNet has one block per stage: its re-initialisable last block is layer4.0.
+            benchmarks={name: Plan(options={"subset": 40} if name != "digits" else {}, common={"epochs": 1, "hp_epochs": 1},
+                                   grids={"reinit-ft": {"reinit_blocks": ("layer4.0",)}})
                         for name in ("digits", "living17", "entity30", "domainnet", "cifar10", "fmow", "imagenet")},
             strategies={name: {} for name in STRATEGIES},
             seeds=(0,),

@@ -13,16 +13,19 @@ FT_LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 LPFT_LR_GRID = (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
 WISE_ALPHAS = tuple(i / 10 for i in range(11))
 SOUP_LRS = (1e-3, 3e-3, 1e-2)
+# Ren et al. App. C.2: ResNet-50's last blocks re-initialised, cumulatively from the top.
+REINIT_CONFIGS = (("layer4.2",), ("layer4.1", "layer4.2"), ("layer4.0", "layer4.1", "layer4.2"))
 
 _TRAINING = {"epochs": 10, "batch_size": 64, "head": "linear", "probe_size": 512}
 _HEAD_PROBING = {"hp_epochs": 10, "hp_lr": 1e-2}
 
 
 def _probe(hp: dict) -> Phase:
-    """The paper's logistic-regression LP for a linear head; an MLP head is probed by SGD (as for large data)."""
+    """The paper's logistic-regression LP for a linear head; an MLP head is probed by SGD (as for large data),
+    with the cosine schedule of the authors' ImageNet probe (a probe is trained to its end, not early-stopped)."""
     if hp.get("head", "linear") == "mlp" or hp.get("probe") == "sgd":
         return Phase("lp", trains="head", epochs=hp["hp_epochs"], lr=hp["hp_lr"], head_init="random",
-                     schedule="constant", validate_every=max(hp["hp_epochs"], 1))
+                     schedule="cosine", validate_every=max(hp["hp_epochs"], 1))
     return Phase("lp", trains="logistic-probe", probe_Cs=PAPER_PROBE_CS)
 
 
@@ -45,6 +48,14 @@ def _label_smoothed_head_probe(hp: dict) -> list[Phase]:
         raise ValueError(f"lshp-ft needs ft_smoothing < hp_smoothing (got {hp['ft_smoothing']} >= {hp['hp_smoothing']}): "
                          "otherwise the energy reserved by smoothing the head probe vanishes or reverses in FT")
     return [*_head_probe(hp, hp["hp_smoothing"]), _finetune(hp, "train", _after_head_probe(hp), hp["ft_smoothing"])]
+
+
+def _reinit_head_probe(hp: dict) -> list[Phase]:
+    """Re-initialised blocks train only during HP: without an HP phase they would stay random through FT."""
+    if hp["hp_epochs"] == 0 and hp["reinit_blocks"]:
+        raise ValueError(f"reinit-ft re-initialises {list(hp['reinit_blocks'])} and trains them during head probing: "
+                         "hp_epochs=0 has no head probing, so set hp_epochs > 0 (Ren et al. probe to convergence)")
+    return [*_head_probe(hp, also_train=tuple(hp["reinit_blocks"])), _finetune(hp, "train", _after_head_probe(hp))]
 
 
 def _after_head_probe(hp: dict) -> str:
@@ -133,31 +144,31 @@ STRATEGIES: dict[str, Strategy] = {
         ),
         Strategy(
             "reinit-ft",
-            "re-initialise the named backbone blocks (e.g. ResNet-50 layer4.2), train them with the head "
-            "during HP, then fine-tune everything",
-            lambda hp: [*_head_probe(hp, also_train=tuple(hp["reinit_blocks"])),
-                        _finetune(hp, "train", _after_head_probe(hp))],
+            "re-initialise the named backbone blocks with the model's own initialiser (ResNet-50 layer4.2; "
+            "cumulative configurations from the top), train them with the head during HP, then fine-tune everything",
+            _reinit_head_probe,
             defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", **_HEAD_PROBING,
-                      "reinit_blocks": ("layer4.0",)},
-            grid={"lr": FT_LR_GRID},
+                      "reinit_blocks": REINIT_CONFIGS[0]},
+            grid={"reinit_blocks": REINIT_CONFIGS, "lr": FT_LR_GRID},
         ),
         # After the papers: the robust fine-tuning baselines compared with LP-FT today.
         Strategy(
             "wise-ft",
-            "LP-FT, then WiSE-FT: weights (1 - α)·(pretrained + LP head) + α·(fine-tuned) for α in 0, 0.1, ..., 1, "
-            "BatchNorm statistics re-estimated on the training data (reestimate_bn=False: interpolated), "
-            "α chosen on ID validation",
+            "LP-FT, then WiSE-FT: every state-dict entry, BatchNorm statistics included, (1 - α)·(pretrained + LP "
+            "head) + α·(fine-tuned) for α in 0, 0.1, ..., 1, as the reference implementation "
+            "(reestimate_bn=True: statistics re-estimated on the training data), α chosen on ID validation",
             _wise_ft,
             defaults={**_TRAINING, "lr": 1e-4, "batchnorm": "eval", "probe": "logistic", **_HEAD_PROBING,
-                      "reestimate_bn": True},
+                      "reestimate_bn": False},
             grid={"lr": LPFT_LR_GRID, "reestimate_bn": (True, False)},
         ),
         Strategy(
             "l2-sp",
             "FT with the L2-SP penalty (l2sp_alpha/2)·||w - w0||² towards the pretrained backbone w0, "
-            "plus (l2sp_beta/2)·||head||²",
+            "plus (l2sp_beta/2)·||head||²; the default is the authors' 0.01·||w - w0||²",
             lambda hp: [replace(_finetune(hp, "train", "random"), l2sp_alpha=hp["l2sp_alpha"], l2sp_beta=hp["l2sp_beta"])],
-            defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", "l2sp_alpha": 0.01, "l2sp_beta": 0.0},
+            # α/2 = 0.01: baseline_train.py adds l2sp_weight (0.01) × Σ‖w − w0‖² over all but the head.
+            defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", "l2sp_alpha": 0.02, "l2sp_beta": 0.0},
             grid={"lr": FT_LR_GRID},
         ),
         Strategy(
@@ -221,5 +232,5 @@ def get_strategy(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
-__all__ = ["FT_LR_GRID", "LPFT_LR_GRID", "PAPER_PROBE_CS", "SOUP_LRS", "STRATEGIES", "WISE_ALPHAS", "Phase", "Strategy",
+__all__ = ["FT_LR_GRID", "LPFT_LR_GRID", "PAPER_PROBE_CS", "REINIT_CONFIGS", "SOUP_LRS", "STRATEGIES", "WISE_ALPHAS", "Phase", "Strategy",
            "get_strategy"]

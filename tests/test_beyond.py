@@ -121,7 +121,7 @@ def test_l2sp_gradient_is_the_task_gradient_plus_alpha_times_the_distance_from_p
         torch.testing.assert_close(total[f"backbone.{name}"] - task[f"backbone.{name}"], alpha * (p - pretrained[name]))
     for name, p in model.head.named_parameters():
         torch.testing.assert_close(total[f"head.{name}"] - task[f"head.{name}"], beta * p)
-    assert get_strategy("l2-sp").hparams()["l2sp_alpha"] == 0.01
+    assert get_strategy("l2-sp").hparams()["l2sp_alpha"] / 2 == 0.01  # the authors' 0.01·Σ‖w − w0‖²
 
 
 # Surgical fine-tuning, freeze-embed, gradual unfreezing

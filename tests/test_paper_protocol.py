@@ -197,3 +197,94 @@ def test_paper_lp_trains_on_one_seeded_augmented_view_clean_on_the_eval_view(fak
     cifar = [_probe_training_features("cifar10", fake_root, seed=s)[0] for s in (0, 1)]
     np.testing.assert_array_equal(*cifar)  # CIFAR does not augment: the paper's zero LP interval
     assert _probe_training_features("living17", fake_root, seed=0, mode="clean")[1] == ["train"]
+
+
+def test_reinit_defaults_to_resnet50_layer4_2_cumulative_from_the_top_and_needs_head_probing():
+    from lpft_bench.strategies import REINIT_CONFIGS, get_strategy
+
+    strategy = get_strategy("reinit-ft")
+    assert strategy.hparams()["reinit_blocks"] == ("layer4.2",)
+    assert REINIT_CONFIGS == (("layer4.2",), ("layer4.1", "layer4.2"), ("layer4.0", "layer4.1", "layer4.2"))
+    hp, ft = strategy.phases({"reinit_blocks": REINIT_CONFIGS[1]})
+    assert hp.reinit == hp.also_train == ("layer4.1", "layer4.2") and ft.reinit == ()
+    with pytest.raises(ValueError, match="hp_epochs=0"):
+        strategy.phases({"hp_epochs": 0})
+
+
+def test_reinit_uses_timms_initialiser_zeroing_the_last_batchnorm_gamma_of_the_block_only():
+    import timm
+    import torch
+
+    from lpft_bench.strategies.kinds.gradient import reinitialise_from
+
+    backbone, fresh = (timm.create_model("resnet50", num_classes=0) for _ in range(2))
+    with torch.no_grad():
+        for p in backbone.parameters():
+            p.fill_(0.5)
+    reinitialise_from(backbone, fresh, ("layer4.2",))
+    state, new = backbone.state_dict(), fresh.state_dict()
+    assert torch.count_nonzero(state["layer4.2.bn3.weight"]) == 0  # timm's zero_init_last; PyTorch's would be ones
+    assert all(torch.equal(v, new[k]) for k, v in state.items() if k.startswith("layer4.2."))
+    assert all(torch.all(v == 0.5) for k, v in backbone.named_parameters() if not k.startswith("layer4.2."))
+    with pytest.raises(ValueError, match="layer4.3"):
+        reinitialise_from(backbone, fresh, ("layer4.3",))
+
+
+def _small_classifier(seed):
+    import timm
+    import torch
+
+    from lpft_bench.models import Classifier
+
+    torch.manual_seed(seed)
+    return Classifier(timm.create_model("resnet10t", num_classes=0, channels=(8, 8, 8, 8), stem_width=8), 3)
+
+
+def test_l2sp_default_strength_is_the_official_one_hundredth_of_the_squared_distance():
+    import torch
+
+    from lpft_bench.strategies import get_strategy
+    from lpft_bench.strategies.module import AdaptationModule
+
+    model = _small_classifier(0)
+    pretrained = {k: v.detach().clone() for k, v in model.backbone.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)
+    (phase,) = get_strategy("l2-sp").phases()
+    penalty = AdaptationModule(model, phase, [], 3, pretrained=pretrained).l2sp_penalty()
+    # baseline_train.py: l2sp_weight (0.01) * sum of squared distances over every parameter but the head's.
+    official = 0.01 * sum(((p - pretrained[k]) ** 2).sum() for k, p in model.backbone.named_parameters())
+    torch.testing.assert_close(penalty, official)
+
+
+def test_wise_ft_interpolates_batchnorm_statistics_by_default_and_its_ends_are_lp_and_lp_ft_exactly():
+    import torch
+
+    from lpft_bench.strategies import get_strategy
+    from lpft_bench.strategies.posthoc import interpolate
+
+    assert get_strategy("wise-ft").phases()[-1].reestimate_bn is False
+    lp, lp_ft = _small_classifier(0), _small_classifier(1)
+    lp_ft.train()(torch.randn(16, 3, 32, 32) + 1)  # LP-FT's BatchNorm statistics differ from LP's
+    start, end = lp.state_dict(), lp_ft.state_dict()
+    x = torch.randn(4, 3, 32, 32)
+    wise = _small_classifier(2)
+    for alpha, reference in ((0.0, lp), (1.0, lp_ft)):
+        wise.load_state_dict(interpolate(start, end, alpha))
+        with torch.no_grad():
+            assert torch.equal(wise.eval()(x), reference.eval()(x))
+    wise.load_state_dict(interpolate(start, end, 0.3))
+    mean = "backbone.layer4.0.bn1.running_mean"
+    torch.testing.assert_close(wise.state_dict()[mean], 0.7 * start[mean] + 0.3 * end[mean])
+
+
+def test_paper_suite_domainnet_batch_32_and_imagenet_sgd_probe_on_a_cosine_schedule():
+    from lpft_bench.strategies import get_strategy
+    from lpft_bench.suites import SUITES
+
+    jobs = SUITES["paper"].expand(benchmarks=["domainnet", "imagenet"], strategies=["lp", "ft"], seeds=[0])
+    assert {j.hparams["batch_size"] for j in jobs if j.benchmark == "domainnet"} == {32}
+    (imagenet_lp,) = [j for j in jobs if j.benchmark == "imagenet" and j.strategy == "lp"]
+    (probe,) = get_strategy("lp").phases(imagenet_lp.hparams)
+    assert (probe.trains, probe.epochs, probe.schedule) == ("head", 5, "cosine")

@@ -115,7 +115,7 @@ def test_reinit_changes_exactly_the_named_blocks(tmp_path):
 
 def test_reinit_ft_trains_the_reinitialised_block_with_the_head_and_nothing_else(tmp_path):
     ctx = _ctx(tmp_path)
-    job = Job("digits", "reinit-ft", seed=0, hparams={"hp_epochs": 1, "epochs": 1})
+    job = Job("digits", "reinit-ft", seed=0, hparams={"hp_epochs": 1, "epochs": 1, "reinit_blocks": ("layer4.0",)})
     prepared = prepare_job(job, ctx)
     before = {k: v.clone() for k, v in prepared.model.backbone.state_dict().items()}
     run_phases(job, prepared, ctx)

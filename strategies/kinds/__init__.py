@@ -27,7 +27,8 @@ class PhaseContext:
     make_trainer(**trainer_kwargs): a Lightning Trainer on this run's devices; the engine reads its world size.
     train_ingredient(strategy, hparams): another job's final model state (same benchmark, backbone, seed),
     from the phase store or trained into it (model soups).
-    start_of_previous: the model state at the start of the previous phase (kinds that `needs_previous_start`)."""
+    start_of_previous: the model state at the start of the previous phase (kinds that `needs_previous_start`).
+    fresh_backbone(): the job's backbone architecture newly built and initialised by timm (re-initialisation)."""
 
     model: torch.nn.Module
     datamodule: "ShiftDataModule"
@@ -40,6 +41,7 @@ class PhaseContext:
     features: Callable[[str, object], "tuple[np.ndarray, np.ndarray]"]
     train_ingredient: Callable[[str, dict], dict[str, torch.Tensor]]
     start_of_previous: dict[str, torch.Tensor] | None = None
+    fresh_backbone: Callable[[], torch.nn.Module] | None = None
     tensorboard: bool = False
     compile: bool = False
 

@@ -26,6 +26,19 @@ def probe_subset(dataset, size: int):
         return dataset
     indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:size]
     return torch.utils.data.Subset(dataset, sorted(indices.tolist()))
+def reinitialise_from(module: torch.nn.Module, fresh: torch.nn.Module, names: tuple[str, ...]) -> None:
+    """The named submodules' parameters and buffers taken from `fresh`, the same architecture newly built by
+    timm: the model's own initialiser (ResNet's zero-init of each block's last BatchNorm gamma), not PyTorch's
+    per-layer defaults."""
+    blocks = dict(module.named_modules())
+    unknown = [name for name in names if name not in blocks]
+    if unknown:
+        raise ValueError(f"cannot re-initialise {unknown}: not submodules of {type(module).__name__} "
+                         "(ResNet-50's last blocks are layer4.0, layer4.1, layer4.2; a smaller ResNet may have only layer4.0)")
+    for name in names:
+        blocks[name].load_state_dict(fresh.get_submodule(name).state_dict())
+
+
 
 
 class GradientPhase(PhaseKind):
@@ -64,7 +77,8 @@ class GradientPhase(PhaseKind):
         checkpoint_dir = context.work_dir / "checkpoints" / context.phase_key
         if phase.head_init == "random":
             reinitialise(model, ("head",))
-        reinitialise(model.backbone, phase.reinit)
+        if phase.reinit:
+            reinitialise_from(model.backbone, context.fresh_backbone(), phase.reinit)
         recorder = EpochRecorder()
         callbacks = [recorder, ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0),
                      *self.callbacks(phase, context)]
