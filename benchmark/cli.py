@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,32 @@ def _data_root(args: argparse.Namespace) -> str | None:
     return args.data_root or os.environ.get("LPFT_BENCH_DATA")
 
 
+def _check_matrix_arguments(args: argparse.Namespace) -> None:
+    """Before anything is expanded or trained: numbers that would only fail (or run forever) later."""
+    from lpft_bench.errors import UsageError
+
+    for name in ("epochs", "subset"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} must be at least 1, got {value}")
+    bad_seeds = [seed for seed in args.seeds or () if not 0 <= seed < 2**32]
+    if bad_seeds:
+        raise UsageError(f"--seeds must be between 0 and 2**32 - 1, got {bad_seeds[0]}")
+
+
+def _check_out(out: Path) -> None:
+    """The store must be (or become) a directory this user can write."""
+    from lpft_bench.errors import UsageError
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a directory")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {existing} is not a directory this user can write")
+
+
 def _suite_jobs(args: argparse.Namespace):
+    _check_matrix_arguments(args)
     from lpft_bench.suites import get_suite
 
     suite = get_suite("paper" if args.all else args.suite)
@@ -49,8 +75,15 @@ def _missing_data(data_root: str | None, benchmarks: set[str]) -> str | None:
 
 def _run(args: argparse.Namespace) -> int:
     from lpft_bench.engine import RunContext
+    from lpft_bench.errors import UsageError
+    from lpft_bench.interrupts import Interrupted, stop_on_signals
     from lpft_bench.runner import run_matrix
+    from lpft_bench.slurm import parse_options
     from lpft_bench.analysis.tables import collect
+
+    for name in ("devices", "nodes", "slots"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)}")
 
     suite, jobs = _suite_jobs(args)
     if args.dry_run:
@@ -59,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{len(jobs)} jobs in suite {suite.name}")
         return 0
     out = Path(args.out or Path("results") / suite.name)
+    _check_out(out)
     data_root = _data_root(args)
     if suite.fake_data and data_root is None:
         data_root = str(_fake_data_root(out, {job.benchmark for job in jobs}))
@@ -69,11 +103,21 @@ def _run(args: argparse.Namespace) -> int:
     ctx = RunContext(out=out, data_root=data_root, accelerator=args.accelerator, devices=args.devices, nodes=args.nodes,
                      num_workers=args.num_workers, precision=args.precision, tensorboard=args.tensorboard,
                      compile=args.compile)
-    slurm = {"cluster": args.slurm_cluster}
+    slurm = {"cluster": args.slurm_cluster, **parse_options(args.slurm_option or [])}
     if args.slurm_partition:
         slurm["slurm_partition"] = args.slurm_partition
     print(f"suite {suite.name}: {len(jobs)} jobs -> {out}", file=sys.stderr)
-    result = run_matrix(jobs, ctx, launcher=args.launcher, slots=args.slots, slurm=slurm)
+    try:
+        with stop_on_signals():
+            result = run_matrix(jobs, ctx, launcher=args.launcher, slots=args.slots, slurm=slurm, wait=args.wait)
+    except Interrupted as stop:
+        print(f"lpft-bench: stopped by {stop}; finished jobs and the running phase's last epoch checkpoint are kept. "
+              f"Resume with: lpft-bench {shlex.join(args.argv)}", file=sys.stderr)
+        return stop.exit_code
+    if args.launcher == "slurm" and not args.wait:
+        print(f"submitted {len(result.submitted)} jobs ({result.skipped} already done, {result.busy} queued or running); "
+              f"follow with `lpft-bench status --out {out}`, then `lpft-bench collect --out {out}`")
+        return 0
     print(collect(out))
     print(f"\n{result.done} run, {result.skipped} already done, {result.failed} failed, {result.busy} held by another "
           f"runner; tables in {out}/: runs.csv, id.csv, ood.csv, vs_paper.csv, summary.md")
@@ -83,12 +127,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from lpft_bench.runner import store_status
+    from lpft_bench.runner import STATES, store_status
 
     jobs = _suite_jobs(args)[1] if args.suite or args.all else None
     out = Path(args.out or Path("results") / ("paper" if args.all else args.suite or "quickstart"))
     counts = store_status(out, jobs)
-    print(f"{out}: " + ", ".join(f"{counts[k]} {k}" for k in ("done", "running", "failed", "pending")) + f" of {counts['total']}")
+    shown = [k for k in STATES if counts[k] or k in ("done", "running", "failed", "pending")]
+    print(f"{out}: " + ", ".join(f"{counts[k]} {k}" for k in shown) + f" of {counts['total']}")
+    for problem in counts["problems"]:
+        print(f"  corrupt: {problem} (`lpft-bench run` moves it aside and reruns the job)")
     return 0
 
 
@@ -176,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--slots", type=int, default=1, help="pool: jobs at once (each gets --devices GPUs)")
     run.add_argument("--slurm-partition")
     run.add_argument("--slurm-cluster", help="submitit cluster (default: auto; 'local' runs without SLURM)")
+    run.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
+                     help="a submitit/SLURM parameter, repeatable: time=MIN, cpus=N, mem=GB, account=A, qos=Q, "
+                          "constraint=C, array_parallelism=N, or any submitit name (slurm_exclude=...)")
+    run.add_argument("--wait", action="store_true", help="slurm: block until every job has ended, then write the tables")
     run.add_argument("--nodes", type=int, default=1, help="slurm: nodes per job (multi-node DDP)")
     run.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs per phase")
     run.add_argument("--compile", action="store_true", help="torch.compile the model in every gradient phase")
@@ -229,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv or ["run"])
     if args.command is None:
         args = parser.parse_args(["run", *argv])
+    args.argv = argv
     try:
         return args.func(args)
     except UsageError as error:  # one line, no traceback

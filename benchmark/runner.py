@@ -3,10 +3,13 @@
 Launchers:
 - inline: jobs one after another in this process (no per-job import cost: the default for one device);
 - local:  one subprocess per job, serially;
-- pool:   `slots` subprocesses at a time, each with its own devices through CUDA_VISIBLE_DEVICES;
-- slurm:  one submitit job per matrix job (`cluster="local"` runs submitit's local executor), DDP over
-          `devices` GPUs per node and `nodes` nodes inside each.
+- pool:   `slots` subprocesses at a time, each with its own share of the devices this process may use
+          (an inherited CUDA_VISIBLE_DEVICES is divided, never replaced);
+- slurm:  one submitit job array (`lpft_bench.slurm`; `cluster="local"` runs submitit's local executor), DDP
+          over `devices` GPUs per node and `nodes` nodes inside each job; submit-and-exit unless `wait`.
 A job running on several devices always gets its own process: Lightning's DDP re-executes its command.
+Inside `interrupts.stop_on_signals()` SIGINT/SIGTERM stop the matrix between jobs or at the next safe point of
+the running one, and are passed on to worker processes.
 """
 from __future__ import annotations
 
@@ -22,8 +25,11 @@ from queue import Queue
 
 from tqdm.auto import tqdm
 
-from lpft_bench.engine import Job, RunContext, is_done, load_record, record_failure, run_job
-from lpft_bench.engine.store import is_locked, job_lock
+from lpft_bench import interrupts
+from lpft_bench.engine import Job, RunContext, record_failure, run_job
+from lpft_bench.engine.store import is_done, job_lock, job_state, repair_job
+from lpft_bench.errors import UsageError
+from lpft_bench.storage import write_json
 
 LAUNCHERS = ("inline", "local", "pool", "slurm")
 
@@ -39,6 +45,7 @@ class Progress:
     failed: int = 0
     busy: int = 0
     running: int = 0
+    submitted: list = field(default_factory=list)  # slurm: the submitit jobs sent to the queue
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
@@ -73,8 +80,10 @@ def _run_subprocess(job: Job, ctx: RunContext, devices: str | None = None) -> bo
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = devices
     with open(ctx.job_dir(job) / "worker.log", "w") as log:
-        completed = subprocess.run(worker_command(job, ctx), stdout=log, stderr=subprocess.STDOUT, env=env)
-    return completed.returncode == 0 and is_done(ctx.job_dir(job))
+        worker = subprocess.Popen(worker_command(job, ctx), stdout=log, stderr=subprocess.STDOUT, env=env)
+        with interrupts.forward_to(worker):
+            returncode = worker.wait()
+    return returncode == 0 and is_done(ctx.job_dir(job))
 
 
 def _run_inline(job: Job, ctx: RunContext) -> bool:
@@ -87,7 +96,9 @@ def _run_inline(job: Job, ctx: RunContext) -> bool:
 
 
 def _attempt(job: Job, ctx: RunContext, progress: Progress, launch) -> None:
-    """Run `job` under its lock unless it is done or held by another runner."""
+    """Run `job` under its lock unless it is done or held by another runner; first set aside whatever would
+    block it (an unreadable record, a done marker without a record)."""
+    interrupts.check()
     job_dir = ctx.job_dir(job)
     if is_done(job_dir):
         progress.finished("skipped")
@@ -95,7 +106,9 @@ def _attempt(job: Job, ctx: RunContext, progress: Progress, launch) -> None:
     with job_lock(job_dir) as acquired:
         if not acquired:
             progress.finished("busy")
-        elif is_done(job_dir):  # finished by another runner between our check and the lock
+            return
+        repair_job(job_dir)
+        if is_done(job_dir):  # finished by another runner between our check and the lock
             progress.finished("skipped")
         else:
             progress.started()
@@ -103,54 +116,45 @@ def _attempt(job: Job, ctx: RunContext, progress: Progress, launch) -> None:
 
 
 def _gpu_slots(slots: int, devices_per_job: int) -> Queue:
-    """Each slot owns `devices_per_job` consecutive device ids (ignored on CPU-only machines)."""
+    """Each slot owns `devices_per_job` of the devices this process may use: those an inherited
+    CUDA_VISIBLE_DEVICES names (ids or UUIDs), else 0, 1, ... (ignored on CPU-only machines)."""
+    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if inherited is not None:
+        visible = [d.strip() for d in inherited.split(",") if d.strip()]
+        if len(visible) < slots * devices_per_job:
+            raise UsageError(f"--slots {slots} x --devices {devices_per_job} needs {slots * devices_per_job} devices; "
+                             f"CUDA_VISIBLE_DEVICES={inherited!r} gives this run {len(visible)}")
+    else:
+        visible = [str(d) for d in range(slots * devices_per_job)]
     queue: Queue = Queue()
     for slot in range(slots):
-        queue.put(",".join(str(slot * devices_per_job + d) for d in range(devices_per_job)))
+        queue.put(",".join(visible[slot * devices_per_job:(slot + 1) * devices_per_job]))
     return queue
 
 
-def _slurm_entry(job_dict: dict, ctx_dict: dict) -> bool:
-    """What each submitit task runs (importable, so submitit can pickle a reference to it)."""
-    from lpft_bench.engine import main
-
-    return main([json.dumps(job_dict), json.dumps(ctx_dict)]) == 0
-
-
-def _run_slurm(jobs: list[Job], ctx: RunContext, progress: Progress, slurm: dict) -> None:
-    import submitit
-
-    options = dict(slurm)
-    cluster = options.pop("cluster", None)
-    executor = submitit.AutoExecutor(folder=Path(ctx.out) / "slurm", cluster=cluster)
-    # One task per GPU on every node: Lightning reads its ranks from SLURM's environment.
-    executor.update_parameters(nodes=ctx.nodes, tasks_per_node=ctx.devices, gpus_per_node=ctx.devices if cluster != "local" else 0,
-                               timeout_min=options.pop("timeout_min", 24 * 60), **options)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), 64))) as pool:
-        def launch(job: Job) -> bool:
-            submitted = executor.submit(_slurm_entry, job.to_dict(), ctx.to_dict())
-            try:
-                submitted.result()
-            except Exception as error:  # a task that died before writing its record
-                if not is_done(ctx.job_dir(job)) and load_record(ctx.job_dir(job)) is None:
-                    record_failure(job, ctx, error)
-            return is_done(ctx.job_dir(job))
-
-        list(pool.map(lambda job: _attempt(job, ctx, progress, launch), jobs))
+def write_matrix(ctx: RunContext, jobs: list[Job]) -> None:
+    """The matrix a store was asked for, so `status` counts its jobs not yet started without being told the suite."""
+    write_json(Path(ctx.out) / "matrix.json", {"jobs": [job.id for job in jobs]})
 
 
 def run_matrix(jobs: list[Job], ctx: RunContext, launcher: str = "inline", slots: int = 1,
-               slurm: dict | None = None, progress: bool = True) -> Progress:
+               slurm: dict | None = None, progress: bool = True, wait: bool = True) -> Progress:
+    """Run (or, with the slurm launcher and not `wait`, submit) the jobs that are not done yet."""
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r}; expected one of {LAUNCHERS}")
+    write_matrix(ctx, jobs)
     counters = Progress(total=len(jobs), show=progress)
     try:
         if launcher == "slurm":
-            _run_slurm(jobs, ctx, counters, slurm or {})
+            from lpft_bench.slurm import run_slurm
+
+            counters.submitted = run_slurm(jobs, ctx, slurm or {}, wait, counters)
         elif launcher == "pool":
-            devices = _gpu_slots(slots, ctx.devices)
+            devices = _gpu_slots(slots, ctx.devices) if ctx.accelerator != "cpu" else None
 
             def launch(job: Job) -> bool:
+                if devices is None:
+                    return _run_subprocess(job, ctx)
                 slot = devices.get()
                 try:
                     return _run_subprocess(job, ctx, slot)
@@ -168,22 +172,33 @@ def run_matrix(jobs: list[Job], ctx: RunContext, launcher: str = "inline", slots
     return counters
 
 
-def store_status(store: Path, jobs: list[Job] | None = None) -> dict[str, int]:
-    """Counts of a store's jobs by state, without running anything; `jobs` adds those not started yet."""
-    job_dirs = {p.name: p for p in (Path(store) / "jobs").glob("*") if p.is_dir()}
-    wanted = [job.id for job in jobs] if jobs is not None else list(job_dirs)
-    counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
+STATES = ("done", "running", "queued", "preempted", "failed", "corrupt", "pending")
+
+
+def store_status(store: Path, jobs: list[Job] | None = None) -> dict:
+    """Counts of a store's jobs by state, without running or changing anything. The jobs counted: `jobs`, else
+    the matrix the store was last run with (`matrix.json`) and any other job in it; `corrupt` lists why."""
+    from lpft_bench.slurm import slurm_state
+
+    store = Path(store)
+    if not (store / "jobs").is_dir() and not (store / "matrix.json").is_file():
+        raise UsageError(f"no results store at {store}: expected {store / 'jobs'}/<job id>/, "
+                         "as `lpft-bench run --out DIR` writes")
+    job_dirs = {p.name: p for p in (store / "jobs").glob("*") if p.is_dir()}
+    if jobs is not None:
+        wanted = [job.id for job in jobs]
+    else:
+        matrix = json.loads((store / "matrix.json").read_text())["jobs"] if (store / "matrix.json").is_file() else []
+        wanted = list(dict.fromkeys([*matrix, *sorted(job_dirs)]))
+    counts: dict = {state: 0 for state in STATES}
+    counts["problems"] = []
     for job_id in wanted:
         job_dir = job_dirs.get(job_id)
-        if job_dir is None:
-            counts["pending"] += 1
-        elif is_done(job_dir):
-            counts["done"] += 1
-        elif is_locked(job_dir):
-            counts["running"] += 1
-        elif (load_record(job_dir) or {}).get("status") == "failed":
-            counts["failed"] += 1
-        else:
-            counts["pending"] += 1
+        state, detail = job_state(job_dir) if job_dir is not None else ("pending", "")
+        if job_dir is not None:
+            state = slurm_state(job_dir, state)
+        counts[state] += 1
+        if state == "corrupt":
+            counts["problems"].append(detail)
     counts["total"] = len(wanted)
     return counts

@@ -1,6 +1,7 @@
 """Behaviour of phases, supplied as Lightning callbacks."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import lightning as L
@@ -72,11 +73,20 @@ class FrozenLayerGroups(Callback):
 class EpochRecorder(Callback):
     """Collects every evaluated epoch's logged metrics into plain dicts (the job record's history).
 
+    A NaN or infinite training loss stops the fit after that batch: the epoch is recorded with `diverged`
+    (and no non-finite number), which selection never picks.
     Its state is saved in Lightning checkpoints, so a resumed phase keeps the epochs run before the crash."""
 
     def __init__(self):
         self.epochs: list[dict] = []
         self._validated = False
+        self.diverged_epoch: int | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss).all():
+            self.diverged_epoch = trainer.current_epoch
+            trainer.should_stop = True
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._validated = False
@@ -86,11 +96,15 @@ class EpochRecorder(Callback):
 
     # Lightning validates inside the training epoch; by its end both train and eval metrics are reduced.
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._validated:
+        diverged = self.diverged_epoch == trainer.current_epoch
+        if not (self._validated or diverged):
             return
         row = {"epoch": trainer.current_epoch}
         for name, value in trainer.callback_metrics.items():
-            row[name] = float(value.item() if isinstance(value, torch.Tensor) else value)
+            number = float(value.item() if isinstance(value, torch.Tensor) else value)
+            row[name] = number if math.isfinite(number) else None
+        if diverged:
+            row["diverged"] = True
         self.epochs.append(row)
 
     def state_dict(self) -> dict:

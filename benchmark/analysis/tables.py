@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,15 @@ def load_records(store: Path) -> list[dict]:
     if not jobs.is_dir():
         raise FileNotFoundError(f"no results store at {store}: expected {jobs}/<job id>/record.json, "
                                 "as `lpft-bench run --out DIR` writes")
-    return [json.loads(path.read_text()) for path in sorted(jobs.glob("*/record.json"))]
+    from lpft_bench.engine.store import CorruptFile, load_record
+
+    records = []
+    for path in sorted(jobs.glob("*/record.json")):
+        try:
+            records.append(load_record(path.parent))
+        except CorruptFile as error:  # that job's problem alone: the rest of the store is still tabulated
+            print(f"lpft-bench: skipped {error} (`lpft-bench run` moves it aside and reruns the job)", file=sys.stderr)
+    return records
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from lpft_bench import interrupts
 from lpft_bench.datamodules import ShiftDataModule, build_datamodule
 from lpft_bench.models import Classifier, build_backbone
 from lpft_bench.strategies import get_strategy
@@ -158,6 +159,7 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
     for index, phase in enumerate(phases):
         keeps_start = index + 1 < len(phases) and phase_kind(phases[index + 1].trains).needs_previous_start
         start = cpu_state(model) if keeps_start else None
+        interrupts.check()  # between phases: everything before is in the phase store
         key = phase_key(job, phases, index)
         stored = load_phase(phase_dir(ctx.out, key))
         if stored is not None:
@@ -190,24 +192,28 @@ def run_job(job: Job, ctx: RunContext) -> dict:
     prepared = prepare_job(job, ctx)
     dm = prepared.datamodule
     phases, world_size, is_rank_zero = run_phases(job, prepared, ctx)
-    selected = select_epoch(phases[-1]["epochs"], dm.selection_set)
-    selection = {"set": dm.selection_set, "phase": phases[-1]["name"], "epoch": selected["epoch"]}
+    # A diverged job is done, not failed: its diverged epochs are never selected, and with none left it has no
+    # final accuracies (so no table row) and no calibration of a non-finite model.
+    diverged = [phase["name"] for phase in phases if "diverged_epoch" in phase]
+    selected = select_epoch(phases[-1]["epochs"], dm.selection_set) or {}
+    selection = {"set": dm.selection_set, "phase": phases[-1]["name"], "epoch": selected.get("epoch")}
     if "alpha" in selected:
         selection["alpha"] = selected["alpha"]
     record = {
         "schema": RECORD_SCHEMA,
+    outcome = {"diverged": diverged} if diverged else {"calibration": calibrate(prepared, device_of(ctx))}
         "job_id": job.id,
         "job": job.to_dict(),
         "meaning": job.meaning(),
         "status": "done",
         "eval_sets": {s.name: {"split": s.split, "size": len(s.dataset)} for s in dm.eval_sets},
         "selection": selection,
-        "final": {s.name: selected[f"acc/{s.name}"] for s in dm.eval_sets},
-        "calibration": calibrate(prepared, device_of(ctx)),
+        "final": {s.name: selected[f"acc/{s.name}"] for s in dm.eval_sets} if selected else {},
         "phases": phases,
         "environment": _environment(world_size),
         "seconds": round(time.time() - started, 2),
     }
+        **outcome,
     if is_rank_zero:
         write_record(ctx.job_dir(job), record)
     return record
@@ -235,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     job = Job.from_dict(json.loads(args[0]))
     ctx = RunContext.from_dict(json.loads(args[1]))
     try:
-        run_job(job, ctx)
+        with interrupts.stop_on_signals():
+            run_job(job, ctx)
+    except interrupts.Interrupted as stop:  # not a failure: the rerun resumes from the last epoch checkpoint
+        print(f"job {job.id} interrupted by {stop}", file=sys.stderr)
+        return stop.exit_code
     except Exception as error:  # the runner reads the failure from the store and moves on
         record_failure(job, ctx, error)
         print(f"job {job.id} failed: {error}", file=sys.stderr)

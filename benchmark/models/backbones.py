@@ -88,8 +88,9 @@ def resolve_backbone(name: str, checkpoint: str | None = None) -> BackboneSpec:
 
 
 def feature_dim(backbone: nn.Module) -> int:
-    """The width of what the backbone outputs: its head's outputs where it keeps one, else its pooled features."""
-    return getattr(backbone, "num_classes", 0) or backbone.num_features
+    """The width of what the backbone outputs: its head's outputs where it keeps one, else what its classifier
+    would take (timm's `head_hidden_size`: MobileNetV3's 1280 after `conv_head`, not its 960 `num_features`)."""
+    return getattr(backbone, "num_classes", 0) or getattr(backbone, "head_hidden_size", None) or backbone.num_features
 
 
 def build_backbone(spec: BackboneSpec, pretrained: bool = True, num_classes: int = 0) -> tuple[nn.Module, dict]:

@@ -102,10 +102,12 @@ def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def select_epoch(epochs: list[dict], selection_set: str) -> dict:
-    """The epoch (or weight-space candidate) with the best accuracy on the selection set (earliest on ties)."""
+def select_epoch(epochs: list[dict], selection_set: str) -> dict | None:
+    """The epoch (or weight-space candidate) with the best accuracy on the selection set (earliest on ties),
+    never a diverged one; None when every epoch diverged."""
     key = f"acc/{selection_set}"
-    return max(epochs, key=lambda row: (row[key], -row["epoch"]))
+    candidates = [row for row in epochs if not row.get("diverged")]
+    return max(candidates, key=lambda row: (row[key], -row["epoch"])) if candidates else None
 
 
 from . import gradient, probe, weight_space  # noqa: E402,F401 - each registers its kinds

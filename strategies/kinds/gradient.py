@@ -1,10 +1,16 @@
 """Gradient phases: one `Trainer.fit` each, so freezing and BatchNorm modes never change mid-fit (safe under DDP)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint
 
+from lpft_bench.faults import fault_point
+from lpft_bench.interrupts import StopOnSignal
+from lpft_bench.storage import set_aside
 from lpft_bench.strategies.callbacks import (BatchNormEval, EpochRecorder, FinetuneDiagnostics, FrozenBackboneEval,
                                              FrozenLayerGroups)
 from lpft_bench.strategies.module import AdaptationModule
@@ -20,12 +26,6 @@ def reinitialise(module: torch.nn.Module, names: tuple[str, ...]) -> None:
                 submodule.reset_parameters()
 
 
-def probe_subset(dataset, size: int):
-    """A fixed subset (seed 0, same for every job) on which feature metrics are measured."""
-    if len(dataset) <= size:
-        return dataset
-    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:size]
-    return torch.utils.data.Subset(dataset, sorted(indices.tolist()))
 def reinitialise_from(module: torch.nn.Module, fresh: torch.nn.Module, names: tuple[str, ...]) -> None:
     """The named submodules' parameters and buffers taken from `fresh`, the same architecture newly built by
     timm: the model's own initialiser (ResNet's zero-init of each block's last BatchNorm gamma), not PyTorch's
@@ -39,10 +39,47 @@ def reinitialise_from(module: torch.nn.Module, fresh: torch.nn.Module, names: tu
         blocks[name].load_state_dict(fresh.get_submodule(name).state_dict())
 
 
+def probe_subset(dataset, size: int):
+    """A fixed subset (seed 0, same for every job) on which feature metrics are measured."""
+    if len(dataset) <= size:
+        return dataset
+    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:size]
+    return torch.utils.data.Subset(dataset, sorted(indices.tolist()))
+
+
+class EpochCheckpoint(Checkpoint):
+    """The phase's resume checkpoint at `path`, replaced atomically at the end of every training epoch, whatever
+    Lightning's `ModelCheckpoint` flags do in a given version (2.6 writes `save_last` only when training ends).
+
+    A `Checkpoint`, so Lightning calls it after every other callback: their end-of-epoch state (the recorded
+    epochs, the diagnostics' start) is in it. Every rank calls `save_checkpoint`; global rank zero writes."""
+
+    def __init__(self, path: Path, phase_key: str):
+        self.path, self.phase_key = path, phase_key
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        partial = self.path.with_name(f".{self.path.name}.partial")
+        trainer.save_checkpoint(partial)
+        if trainer.is_global_zero:
+            fault_point(f"write {self.path.name}")
+            os.replace(partial, self.path)
+        trainer.strategy.barrier("EpochCheckpoint")
+        fault_point(f"epoch {self.phase_key} {trainer.current_epoch}")
+
+    def resume_path(self) -> Path | None:
+        """The checkpoint to resume from, if one loads; a truncated or unreadable one is moved aside."""
+        if not self.path.exists():
+            return None
+        try:
+            torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError... for a damaged file
+            set_aside(self.path, f"checkpoint unreadable ({error}), the phase restarts from its first epoch")
+            return None
+        return self.path
 
 
 class GradientPhase(PhaseKind):
-    """Trains by SGD/AdamW for `epochs`; Lightning checkpoints every epoch, so a killed phase resumes."""
+    """Trains by SGD/AdamW for `epochs`; checkpointed every epoch (`EpochCheckpoint`), so a killed phase resumes."""
 
     by_gradient = True
 
@@ -80,7 +117,9 @@ class GradientPhase(PhaseKind):
         if phase.reinit:
             reinitialise_from(model.backbone, context.fresh_backbone(), phase.reinit)
         recorder = EpochRecorder()
-        callbacks = [recorder, ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0),
+        last = checkpoint_dir / "last.ckpt"
+        checkpoint = EpochCheckpoint(last, context.phase_key)
+        callbacks = [recorder, checkpoint, StopOnSignal(context.phase_key),
                      *self.callbacks(phase, context)]
         if phase.batchnorm == "eval":
             callbacks.append(BatchNormEval())
@@ -106,10 +145,11 @@ class GradientPhase(PhaseKind):
         if context.compile:
             model.compile()  # in place: state_dict keys (phase store, checkpoints) are unchanged
         start = head_state(model.head)
-        last = checkpoint_dir / "last.ckpt"
-        trainer.fit(module, datamodule=dm, ckpt_path=last if last.exists() else None, weights_only=True)
+        trainer.fit(module, datamodule=dm, ckpt_path=checkpoint.resume_path(), weights_only=True)
         record = {"name": phase.name, "phase": phase.describe(), "start": start, "epochs": recorder.epochs,
                   "end": head_state(model.head)}
+        if recorder.diverged_epoch is not None:
+            record["diverged_epoch"] = recorder.diverged_epoch
         if diagnostics is not None:
             record["start"].update(diagnostics.start)
             record.update(diagnostics.end)
