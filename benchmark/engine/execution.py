@@ -157,9 +157,9 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
     trainers = Trainers(ctx, job_dir)
     records, start_of_previous = [], None
     for index, phase in enumerate(phases):
+        interrupts.check()  # between phases: everything before is in the phase store
         keeps_start = index + 1 < len(phases) and phase_kind(phases[index + 1].trains).needs_previous_start
         start = cpu_state(model) if keeps_start else None
-        interrupts.check()  # between phases: everything before is in the phase store
         key = phase_key(job, phases, index)
         stored = load_phase(phase_dir(ctx.out, key))
         if stored is not None:
@@ -199,9 +199,9 @@ def run_job(job: Job, ctx: RunContext) -> dict:
     selection = {"set": dm.selection_set, "phase": phases[-1]["name"], "epoch": selected.get("epoch")}
     if "alpha" in selected:
         selection["alpha"] = selected["alpha"]
+    outcome = {"diverged": diverged} if diverged else {"calibration": calibrate(prepared, device_of(ctx))}
     record = {
         "schema": RECORD_SCHEMA,
-    outcome = {"diverged": diverged} if diverged else {"calibration": calibrate(prepared, device_of(ctx))}
         "job_id": job.id,
         "job": job.to_dict(),
         "meaning": job.meaning(),
@@ -211,9 +211,9 @@ def run_job(job: Job, ctx: RunContext) -> dict:
         "final": {s.name: selected[f"acc/{s.name}"] for s in dm.eval_sets} if selected else {},
         "phases": phases,
         "environment": _environment(world_size),
+        **outcome,
         "seconds": round(time.time() - started, 2),
     }
-        **outcome,
     if is_rank_zero:
         write_record(ctx.job_dir(job), record)
     return record
