@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="inline: jobs in this process; local: a subprocess per job; pool: --slots at once; "
                           "slurm: submitit")
     run.add_argument("--slots", type=int, default=1, help="pool: jobs at once (each gets --devices GPUs)")
+    from lpft_bench.analysis.protocol import add_protocol_arguments, main_protocol
     run.add_argument("--slurm-partition")
     run.add_argument("--slurm-cluster", help="submitit cluster (default: auto; 'local' runs without SLURM)")
     run.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
@@ -282,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["run", *argv])
     args.argv = argv
     try:
+    protocol = commands.add_parser("protocol", help="the paper suite's exact protocol per benchmark, as a run builds it")
+    add_protocol_arguments(protocol)
+    protocol.set_defaults(func=main_protocol)
+
         return args.func(args)
     except UsageError as error:  # one line, no traceback
         print(f"lpft-bench: {error}", file=sys.stderr)

@@ -1,0 +1,125 @@
+"""`lpft-bench protocol`: the exact protocol of each benchmark of the paper suite, read off the objects a run
+builds (the suite's plan and jobs, the strategies' phases, the backbone, the datamodule's transforms and mode,
+the probe's settings), so the card cannot drift from what runs."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from lpft_bench.analysis.tables import INTERVAL_LABELS
+from lpft_bench.datamodules import ID_TEST, ID_VAL, build_datamodule
+from lpft_bench.errors import UsageError
+from lpft_bench.models import build_backbone, resolve_backbone
+from lpft_bench.models.backbones import feature_dim
+from lpft_bench.strategies import get_strategy
+from lpft_bench.strategies.linear_probe import PROBE_SETTINGS
+from lpft_bench.suites import get_suite
+
+SUITE = "paper"
+
+
+def _C_grid(Cs: tuple[float, ...]) -> str:
+    exponents = np.log10([min(Cs), max(Cs)])
+    return f"logspace({exponents[0]:g}, {exponents[1]:g}, {len(Cs)})"
+
+
+def _phase_card(phase, swept_lrs: list[float]) -> dict:
+    """What a phase trains and how; a learning rate the suite sweeps shows as its grid."""
+    if phase.trains == "logistic-probe":
+        return {"phase": phase.name, "trains": phase.trains}
+    return {"phase": phase.name, "trains": phase.trains, "epochs": phase.epochs,
+            "lr": swept_lrs if len(swept_lrs) > 1 else phase.lr, "optimizer": phase.optimizer,
+            "momentum": phase.momentum, "weight_decay": phase.weight_decay, "schedule": phase.schedule,
+            # A head-only phase keeps the frozen backbone in eval mode, whatever its BatchNorm setting says.
+            "batchnorm": "eval (backbone frozen)" if phase.trains == "head" else phase.batchnorm,
+            "head_init": phase.head_init}
+
+
+def benchmark_protocol(benchmark: str) -> dict:
+    """One benchmark's protocol card as a JSON-ready dict."""
+    suite = get_suite(SUITE)
+    if benchmark not in suite.benchmarks:
+        raise UsageError(f"the {SUITE} suite has no benchmark {benchmark!r}; it has {', '.join(suite.benchmarks)}")
+    plan = suite.benchmarks[benchmark]
+    jobs = suite.expand(benchmarks=[benchmark])
+    with torch.device("meta"):  # the architecture and its data config, without computing any weights
+        backbone, data_config = build_backbone(resolve_backbone(plan.backbone), pretrained=False)
+    dm = build_datamodule(benchmark, data_config=data_config, **plan.options)
+    train_transform, eval_transform = dm.transform_pipelines()
+    strategies, lp = {}, {}
+    for strategy in dict.fromkeys(job.strategy for job in jobs):
+        runs = [job for job in jobs if job.strategy == strategy]
+        lrs = sorted({job.hparams["lr"] for job in runs if "lr" in job.hparams})
+        hparams = get_strategy(strategy).hparams(runs[0].hparams)
+        phases = get_strategy(strategy).phases(runs[0].hparams)
+        strategies[strategy] = {"batch_size": hparams["batch_size"],
+                                "phases": [_phase_card(p, lrs if p is phases[-1] else []) for p in phases]}
+        probe = next((p for p in phases if p.trains == "logistic-probe"), None)
+        if probe is not None and not lp:
+            lp = {"kind": "L2 logistic regression", **PROBE_SETTINGS[dm.mode].describe(),
+                  "C_grid": _C_grid(probe.probe_Cs)}
+        elif strategy == "lp" and phases[0].trains == "head":
+            lp = {"kind": "head-only SGD probe", **_phase_card(phases[0], [])}
+    selection_set = ID_TEST if dm.mode == "paper" else ID_VAL
+    lp["selection"] = selection_set
+    finetuning = [s for s in strategies.values() if s["phases"][-1]["trains"] == "all"]
+    last = finetuning[0]["phases"][-1] if finetuning else {}
+    return {
+        "benchmark": benchmark,
+        "mode": dm.mode,
+        "backbone": plan.backbone,
+        "feature_dim": feature_dim(backbone),
+        "train_transform": train_transform,
+        "eval_transform": eval_transform,
+        "lp": lp,
+        "optimizer": {k: last[k] for k in ("optimizer", "momentum", "weight_decay")} if last else None,
+        "schedule": last.get("schedule"),
+        "epochs": {name: s["phases"][-1].get("epochs") for name, s in strategies.items()},
+        "batch_size": {name: s["batch_size"] for name, s in strategies.items()},
+        "lr_grids": {name: s["phases"][-1].get("lr") for name, s in strategies.items()},
+        "batchnorm": {name: {p["phase"]: p.get("batchnorm", "-") for p in s["phases"]} for name, s in strategies.items()},
+        "selection": {"set": selection_set, "epoch": f"best accuracy on {selection_set}",
+                      "hyperparameters": f"best mean accuracy on {selection_set} over seeds"},
+        "seeds": list(suite.seeds),
+        "interval": INTERVAL_LABELS["normal"],
+        "strategies": strategies,
+    }
+
+
+def _steps(pipeline: list[dict]) -> str:
+    def step(op: dict) -> str:
+        arguments = ", ".join(f"{k}={v}" for k, v in op.items() if k != "op")
+        return f"{op['op']}({arguments})" if arguments else op["op"]
+    return " -> ".join(step(op) for op in pipeline)
+
+
+def format_protocol(card: dict) -> str:
+    lp = ", ".join(f"{k} {v}" for k, v in card["lp"].items() if k != "kind")
+    lines = [f"{card['benchmark']} (mode {card['mode']}): {card['backbone']}, {card['feature_dim']}-d features",
+             f"  train transform: {_steps(card['train_transform'])}",
+             f"  eval transform:  {_steps(card['eval_transform'])}",
+             f"  LP: {card['lp']['kind']}: {lp}"]
+    for name, strategy in card["strategies"].items():
+        phases = "; ".join(", ".join(f"{k} {v}" for k, v in phase.items()) for phase in strategy["phases"])
+        lines.append(f"  {name} (batch {strategy['batch_size']}): {phases}")
+    lines.append(f"  selection: epoch = {card['selection']['epoch']}; hyperparameters = "
+                 f"{card['selection']['hyperparameters']}; seeds {card['seeds']}; interval {card['interval']}")
+    return "\n".join(lines)
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("benchmark", nargs="?", help=f"one benchmark of the {SUITE} suite (default: all)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per benchmark, one per line")
+
+
+def main_protocol(args: argparse.Namespace) -> int:
+    benchmarks = [args.benchmark] if args.benchmark else list(get_suite(SUITE).benchmarks)
+    cards = [benchmark_protocol(name) for name in benchmarks]
+    if args.json:
+        print("\n".join(json.dumps(card, sort_keys=True) for card in cards))
+    else:
+        print("\n\n".join(format_protocol(card) for card in cards))
+    return 0
