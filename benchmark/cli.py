@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lpft_bench.analysis.bench import add_bench_arguments, main_bench
     from lpft_bench.analysis.report import add_report_arguments, main_report
     from lpft_bench.analysis.theory import add_theory_arguments
+    from lpft_bench.pretrain import add_pretrain_arguments, main_pretrain
     from lpft_bench.download_cli import add_download_commands
 
     parser = argparse.ArgumentParser(prog="lpft-bench", description=__doc__)
@@ -264,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     theory = commands.add_parser("theory", help="Kumar et al.'s two-layer linear network: LP vs FT OOD error as ε → 0")
     add_theory_arguments(theory)
     theory.set_defaults(func=_theory)
+
+    pretrain = commands.add_parser("pretrain", help="rerun the shipped digits backbones' recipe, compare digests")
+    add_pretrain_arguments(pretrain)
+    pretrain.set_defaults(func=main_pretrain)
 
     bench = commands.add_parser("bench", help="throughput and reuse measured against a plain loop and the paper's LP")
     add_bench_arguments(bench)

@@ -34,6 +34,9 @@ def benchmark_meaning(name: str, options: dict) -> dict:
     meaning = {k: v for k, v in options.items() if k not in MACHINE_PATH_OPTIONS}
     if isinstance(meaning.get("ood"), dict):
         meaning["ood"] = sorted(meaning["ood"])
+    version = BENCHMARKS[name].data_version if name in BENCHMARKS else 0
+    if version:  # only when raised: every other benchmark keeps its identity
+        meaning["data_version"] = version
     return meaning
 
 

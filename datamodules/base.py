@@ -141,6 +141,8 @@ class ShiftDataModule(L.LightningDataModule):
 
     name: str = "?"
     modes: tuple[str, ...] = ("clean",)
+    # Raised when a benchmark's data changes under the same options, so its jobs and caches change identity.
+    data_version: int = 0
 
     def __init__(
         self,

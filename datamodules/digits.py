@@ -3,8 +3,8 @@
 Everything comes from what PyPI ships. The 1,797 digits are split once, with a fixed seed, into a
 pretraining pool (used only to pretrain the default backbone, with rotation augmentation, so its
 features are good for ID and OOD inputs alike: the regime of Kumar et al.'s theory) and a downstream
-pool. The downstream task trains on upright digits; the OOD sets are the same held-out test digits
-rotated by a random angle of moderate or large magnitude.
+pool. The downstream task trains on upright digits; each OOD set holds every held-out test digit rotated
+by a fixed angle both ways (±30°, ±60°): twice the test set, the same images for every job.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .base import ID_TEST, ID_VAL, EvalSet, ShiftDataModule, ShiftSplits
 
 IMAGE_SIZE = 32
 SPLIT_SEED = 20220101  # fixed forever: changing it changes the benchmark
-OOD_ANGLES = {"rotated-mild": (15.0, 45.0), "rotated-strong": (45.0, 90.0)}
+OOD_ANGLES = {"rotated-mild": 30.0, "rotated-strong": 60.0}  # degrees, each set both ways
 
 
 def load_digits_images() -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +41,12 @@ def rotate_randomly(images: torch.Tensor, low: float, high: float, generator: to
     """Rotate each image by an angle whose magnitude is uniform in [low, high], random sign."""
     magnitudes = low + (high - low) * torch.rand(len(images), generator=generator)
     signs = torch.randint(0, 2, (len(images),), generator=generator) * 2 - 1
-    radians = torch.deg2rad(magnitudes * signs)
+    return rotate(images, magnitudes * signs)
+
+
+def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate each image by its own angle in degrees (zeros where the rotated image has no pixels)."""
+    radians = torch.deg2rad(degrees)
     cos, sin, zero = radians.cos(), radians.sin(), torch.zeros_like(radians)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
@@ -56,13 +61,14 @@ def pretraining_pool() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class DigitsShift(ShiftDataModule):
-    """Upright digits (ID) vs the same test digits rotated (OOD: `rotated-mild`, `rotated-strong`).
+    """Upright digits (ID) vs every test digit rotated by ±30° (`rotated-mild`) and ±60° (`rotated-strong`).
 
     Clean mode: the ID validation set is carved from the training pool, deterministically per seed;
     the ID test set is fixed. Images are normalised with the backbone's mean/std.
     """
 
     name = "digits"
+    data_version = 1  # 1: OOD sets at fixed angles (before: one random angle per test digit)
 
     def __init__(self, val_fraction: float = 0.2, **kwargs):
         super().__init__(**kwargs)
@@ -85,10 +91,12 @@ class DigitsShift(ShiftDataModule):
             EvalSet(ID_VAL, self._dataset(images[val_idx], labels[val_idx]), "id"),
             EvalSet(ID_TEST, self._dataset(test_images, test_labels), "id"),
         ]
-        for i, (name, (low, high)) in enumerate(OOD_ANGLES.items()):
-            # OOD angles are part of the benchmark, not of the seed: every job sees the same OOD images.
-            generator = torch.Generator().manual_seed(SPLIT_SEED + 1 + i)
-            eval_sets.append(EvalSet(name, self._dataset(rotate_randomly(test_images, low, high, generator), test_labels), "ood"))
+        n_test = len(test_idx)
+        for name, angle in OOD_ANGLES.items():
+            angles = torch.cat([torch.full((n_test,), angle), torch.full((n_test,), -angle)])
+            rotated = rotate(test_images.repeat(2, 1, 1, 1), angles)
+            eval_sets.append(EvalSet(name, self._dataset(rotated, test_labels.repeat(2)), "ood",
+                                     groups=np.tile(np.arange(n_test), 2)))
         return ShiftSplits(train=train, train_eval=train, eval_sets=eval_sets, num_classes=10,
                            class_names=[str(d) for d in range(10)])
 
@@ -107,6 +115,7 @@ class DigitsToy(DigitsShift):
     set; the OOD set `unshifted` holds the same test digits as the pretraining data looks."""
 
     name = "digits-toy"
+    data_version = 0  # its sets did not change with digits' fixed OOD angles
     CLASSES = (0, 1, 2)
 
     def build_splits(self) -> ShiftSplits:

@@ -46,14 +46,14 @@ class BackboneSpec:
 MOCO_UNUSED = ("encoder_k.", "queue")
 
 BACKBONES: dict[str, BackboneSpec] = {
-    # A small timm ResNet, pretrained by the suite on digits disjoint from every downstream split.
+    # A small timm ResNet pretrained on digits disjoint from every downstream split; shipped, pinned by sha256.
     "digits-resnet": BackboneSpec(
         "resnet10t",
         {"in_chans": 1, "channels": (16, 32, 64, 128), "stem_width": 16},
         weights=DIGITS_PRETRAIN,
         data_config={"input_size": (1, 32, 32), "mean": (0.5,), "std": (0.5,)},
     ),
-    # Ren et al.'s toy: a 4+1-layer MLP pretrained by the suite on upright digits.
+    # Ren et al.'s toy: a 4+1-layer MLP pretrained on upright digits; shipped, pinned by sha256.
     "digits-mlp": BackboneSpec("digits_mlp", weights=DIGITS_UPRIGHT_PRETRAIN,
                                data_config={"input_size": (1, 32, 32), "mean": (0.5,), "std": (0.5,)},
                                unused=("classifier.",)),

@@ -16,7 +16,7 @@ from torch import nn
 
 from lpft_bench.storage import file_digest
 
-from .digits_pretraining import DIGITS_PRETRAINING, digits_pretraining_key, pretrained_digits_checkpoint
+from .digits_pretraining import DIGITS_PRETRAINING, SHIPPED_DIR
 
 CHECKPOINT_DIR_ENV = "LPFT_BENCH_CHECKPOINTS"
 EFFICIENTNET_LITE0 = "builtin:efficientnet-lite0-package"
@@ -38,9 +38,23 @@ def _efficientnet_lite0_file(spec) -> Path:
 
 WEIGHT_SOURCES: dict[str, WeightSource] = {
     EFFICIENTNET_LITE0: WeightSource(lambda spec: EFFICIENTNET_LITE0, _efficientnet_lite0_file),
-    **{name: WeightSource(lambda spec: f"{spec.weights}@{digits_pretraining_key(spec)}", pretrained_digits_checkpoint)
+    # The shipped digits weights mean their file's content: the pinned digest, checked on every load.
+    **{name: WeightSource(lambda spec: f"{spec.weights}@sha256:{DIGITS_PRETRAINING[spec.weights].sha256}",
+                          lambda spec: _shipped_digits_file(spec.weights))
        for name in DIGITS_PRETRAINING},
 }
+
+
+def _shipped_digits_file(weights: str) -> Path:
+    recipe = DIGITS_PRETRAINING[weights]
+    path = SHIPPED_DIR / recipe.file
+    if not path.is_file():
+        raise FileNotFoundError(f"the shipped weights {path} are missing: reinstall lpft-bench (they are package data)")
+    digest = local_file_digest(path)
+    if digest != recipe.sha256:
+        raise ValueError(f"the shipped weights {path} have sha256 {digest}, not the pinned {recipe.sha256}: "
+                         "the file was altered; reinstall lpft-bench")
+    return path
 
 
 def _named_checkpoint(file_name: str) -> Path:
