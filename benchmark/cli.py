@@ -39,14 +39,18 @@ def _check_out(out: Path) -> None:
 
 def _suite_jobs(args: argparse.Namespace):
     _check_matrix_arguments(args)
-    from lpft_bench.suites import get_suite
+    from lpft_bench.matrix import choose_suite, matrix_jobs, parse_assignments
 
-    suite = get_suite("paper" if args.all else args.suite)
-    overrides = {"epochs": args.epochs} if args.epochs is not None else None
-    jobs = suite.expand(benchmarks=args.benchmarks, strategies=args.strategies, seeds=args.seeds, overrides=overrides)
-    options = {k: v for k, v in (("subset", args.subset), ("mode", args.mode)) if v is not None}
-    if options:
-        jobs = [replace(job, benchmark_options={**job.benchmark_options, **options}) for job in jobs]
+    suite = choose_suite(args.suite, args.all, args.config, args.benchmarks)
+    sets = parse_assignments(args.set, "--set")
+    if args.epochs is not None:
+        sets["epochs"] = args.epochs
+    options = parse_assignments(args.benchmark_option, "--benchmark-option")
+    options.update({k: v for k, v in (("subset", args.subset), ("mode", args.mode)) if v is not None})
+    jobs = matrix_jobs(suite, benchmarks=args.benchmarks, strategies=args.strategies, seeds=args.seeds, sets=sets,
+                       backbone=args.backbone, checkpoint=args.checkpoint,
+                       backbone_options=parse_assignments(args.backbone_option, "--backbone-option"),
+                       benchmark_options=options)
     return suite, jobs
 
 
@@ -88,7 +92,8 @@ def _run(args: argparse.Namespace) -> int:
     suite, jobs = _suite_jobs(args)
     if args.dry_run:
         for job in jobs:
-            print(f"{job.id}  {job.benchmark:<10} {job.backbone:<18} {job.strategy:<9} seed={job.seed} {job.hparams}")
+            print(f"{job.id}  {job.label('benchmark'):<10} {job.label('backbone'):<18} {job.label('strategy'):<9} "
+                  f"seed={job.seed} {job.hparams}")
         print(f"{len(jobs)} jobs in suite {suite.name}")
         return 0
     out = Path(args.out or Path("results") / suite.name)
@@ -129,8 +134,8 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from lpft_bench.runner import STATES, store_status
 
-    jobs = _suite_jobs(args)[1] if args.suite or args.all else None
-    out = Path(args.out or Path("results") / ("paper" if args.all else args.suite or "quickstart"))
+    suite, jobs = _suite_jobs(args) if args.suite or args.all or args.config else (None, None)
+    out = Path(args.out or Path("results") / (suite.name if suite else "quickstart"))
     counts = store_status(out, jobs)
     shown = [k for k in STATES if counts[k] or k in ("done", "running", "failed", "pending")]
     print(f"{out}: " + ", ".join(f"{counts[k]} {k}" for k in shown) + f" of {counts['total']}")
@@ -140,9 +145,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from lpft_bench.analysis.tables import collect
+    from lpft_bench.analysis.tables import collect, export_tables
+    from lpft_bench.experiments import load_experiment
 
-    print(collect(Path(args.out)))
+    out = Path(args.out or Path("results") / (load_experiment(args.config).name if args.config else "quickstart"))
+    print(collect(out))
+    if args.format != "csv":
+        print(f"wrote {', '.join(str(p) for p in export_tables(out, args.format))}")
     return 0
 
 
@@ -199,10 +208,20 @@ def _add_matrix_arguments(parser: argparse.ArgumentParser, default_suite: str | 
     parser.add_argument("--subset", type=int, help="a deterministic, class-stratified subset of at most N images per split")
     parser.add_argument("--mode", choices=["paper", "clean"],
                         help="paper: select and report ID on the paper's ID set; clean: ID validation carved from train")
+    parser.add_argument("--config", help="an experiment file (YAML or TOML): its own benchmarks, backbones, grids, seeds")
+    parser.add_argument("--set", action="append", metavar="HPARAM=VALUE",
+                        help="a hyperparameter for every strategy that takes it (a list sweeps); repeatable")
+    parser.add_argument("--backbone", help="every benchmark's backbone: a registered name or timm:<model>")
+    parser.add_argument("--checkpoint", help="the backbone's weights file (.safetensors or a torch state dict)")
+    parser.add_argument("--backbone-option", action="append", metavar="KEY=VALUE",
+                        help="pretrained=true (timm's hub weights), random=true, data_config={input_size: [3, 96, 96]}")
+    parser.add_argument("--benchmark-option", action="append", metavar="KEY=VALUE",
+                        help="a benchmark option for every benchmark, e.g. subset=200 or cache_mb=0")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from lpft_bench.analysis.bench import add_bench_arguments, main_bench
+    from lpft_bench.analysis.protocol import add_protocol_arguments, main_protocol
     from lpft_bench.analysis.report import add_report_arguments, main_report
     from lpft_bench.analysis.theory import add_theory_arguments
     from lpft_bench.pretrain import add_pretrain_arguments, main_pretrain
@@ -212,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     run = commands.add_parser("run", help="run a suite's matrix into a results store, then write its tables")
-    _add_matrix_arguments(run, "quickstart")
+    _add_matrix_arguments(run, None)
     run.add_argument("--data-root", help="root of the datasets (default: $LPFT_BENCH_DATA)")
     run.add_argument("--accelerator", default="auto")
     run.add_argument("--devices", type=int, default=1, help="devices per job (>1: Lightning DDP inside the job)")
@@ -222,7 +241,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="inline: jobs in this process; local: a subprocess per job; pool: --slots at once; "
                           "slurm: submitit")
     run.add_argument("--slots", type=int, default=1, help="pool: jobs at once (each gets --devices GPUs)")
-    from lpft_bench.analysis.protocol import add_protocol_arguments, main_protocol
     run.add_argument("--slurm-partition")
     run.add_argument("--slurm-cluster", help="submitit cluster (default: auto; 'local' runs without SLURM)")
     run.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
@@ -240,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
 
     collect = commands.add_parser("collect", help="(re)write the tables of a results store")
-    collect.add_argument("--out", default="results/quickstart")
+    collect.add_argument("--out", help="results store (default: results/<config name>, else results/quickstart)")
+    collect.add_argument("--config", help="the experiment file whose store to collect")
+    collect.add_argument("--format", choices=["csv", "md", "latex"], default="csv",
+                         help="also write id/ood tables as Markdown (id.md, ood.md) or LaTeX (id.tex, ood.tex)")
     collect.set_defaults(func=_collect)
 
     report = commands.add_parser("report", help="tables beside the paper's, and figures, from a results store")
@@ -261,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--images-per-class", type=int, default=2)
     fake.set_defaults(func=_data_fake)
     add_download_commands(data_commands, commands)
+
+    protocol = commands.add_parser("protocol", help="the paper suite's exact protocol per benchmark, as a run builds it")
+    add_protocol_arguments(protocol)
+    protocol.set_defaults(func=main_protocol)
 
     theory = commands.add_parser("theory", help="Kumar et al.'s two-layer linear network: LP vs FT OOD error as ε → 0")
     add_theory_arguments(theory)
@@ -288,10 +313,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["run", *argv])
     args.argv = argv
     try:
-    protocol = commands.add_parser("protocol", help="the paper suite's exact protocol per benchmark, as a run builds it")
-    add_protocol_arguments(protocol)
-    protocol.set_defaults(func=main_protocol)
-
         return args.func(args)
     except UsageError as error:  # one line, no traceback
         print(f"lpft-bench: {error}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """What the user got wrong, as opposed to what the code got wrong."""
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
     """Bad input (an argument, a config value, a missing file): the CLI prints it as one line and exits 2.
     Every other exception is a bug and keeps its traceback."""

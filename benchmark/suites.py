@@ -5,23 +5,44 @@ import itertools
 from dataclasses import dataclass, field
 
 from lpft_bench.engine import Job
+from lpft_bench.errors import UsageError
 from lpft_bench.strategies import FT_LR_GRID, LPFT_LR_GRID, STRATEGIES, get_strategy
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How one benchmark is run in a suite: its options, backbone and shared hyperparameters (epochs, batch size)."""
+    """How one benchmark is run in a suite: which benchmark (default: the plan's label), its options, backbone,
+    shared hyperparameters (epochs, batch size) and per-strategy grid overrides."""
 
     backbone: str = "digits-resnet"
     options: dict = field(default_factory=dict)
     common: dict = field(default_factory=dict)
-    grids: dict = field(default_factory=dict)  # per-strategy grid overrides for this benchmark
+    grids: dict = field(default_factory=dict)
+    benchmark: str | None = None
+    checkpoint: str | None = None
+    backbone_options: dict = field(default_factory=dict)
+    backbone_label: str | None = None
+
+
+def axis(name: str, value, defaults: dict) -> list:
+    """The values a grid entry sweeps. A list is an axis, anything else one value; for a hyperparameter whose
+    value is itself a sequence (reinit_blocks, a soup's lrs), a list of lists is an axis and a flat list one value."""
+    sequence_valued = isinstance(defaults.get(name), (tuple, list))
+    if isinstance(value, list) and (not sequence_valued or all(isinstance(v, (list, tuple)) for v in value)):
+        return [tuple(v) if sequence_valued else v for v in value]
+    return [tuple(value) if sequence_valued and isinstance(value, list) else value]
+
+
+def strategy_of(label: str, grid: dict) -> tuple[str, dict]:
+    """A suite's strategy entry: `label` names a registered strategy, or a labelled variant of the one its
+    grid's `strategy` key names (e.g. lp-ft-bn-train: {strategy: lp-ft, batchnorm: train})."""
+    grid = dict(grid)
+    return grid.pop("strategy", label), grid
 
 
 @dataclass(frozen=True)
 class Suite:
-    """A matrix of jobs. `strategies` maps a strategy to its grid: {hparam: [values]}; a list is an axis,
-    anything else (a tuple of block names, say) a single value.
+    """A matrix of jobs: benchmarks (labelled plans) x strategies (labelled grids, see `axis`) x seeds.
 
     `fake_data`: the suite runs on tiny fakes of the benchmarks' canonical layouts, written by the runner."""
 
@@ -33,31 +54,41 @@ class Suite:
     fake_data: bool = False
 
     def expand(self, benchmarks=None, strategies=None, seeds=None, overrides: dict | None = None) -> list[Job]:
-        """All jobs of the matrix, optionally filtered; each strategy's grid is its Cartesian product.
+        """All jobs of the matrix, optionally filtered by label; each strategy's grid is its Cartesian product.
 
-        `overrides` (e.g. {"epochs": 1} for smoke runs) replace a hyperparameter wherever a strategy has it."""
+        `overrides` (e.g. {"epochs": 1} for smoke runs; a list sweeps) replace a hyperparameter wherever a
+        strategy takes it."""
         for label, chosen, known in (("benchmark", benchmarks, self.benchmarks), ("strategy", strategies, self.strategies)):
             unknown = set(chosen or ()) - set(known)
             if unknown:
-                raise KeyError(f"suite {self.name!r} has no {label} {sorted(unknown)}; it has {sorted(known)}")
+                raise UsageError(f"suite {self.name!r} has no {label} {sorted(unknown)}; it has {sorted(known)}")
         jobs = []
-        for benchmark, plan in self.benchmarks.items():
-            if benchmarks and benchmark not in benchmarks:
+        for benchmark_label, plan in self.benchmarks.items():
+            if benchmarks and benchmark_label not in benchmarks:
                 continue
-            for strategy, grid in self.strategies.items():
-                if strategies and strategy not in strategies:
+            for strategy_label, entry in self.strategies.items():
+                if strategies and strategy_label not in strategies:
                     continue
+                strategy, grid = strategy_of(strategy_label, entry)
                 defaults = get_strategy(strategy).defaults
-                axes = {k: v if isinstance(v, list) else [v] for k, v in {**grid, **plan.grids.get(strategy, {})}.items()}
-                forced = {k: v for k, v in (overrides or {}).items() if k in defaults}
-                for name in forced:
-                    axes.pop(name, None)
+                grid = {**grid, **plan.grids.get(strategy_label, {})}
+                unknown = sorted(set(grid) - set(defaults))
+                if unknown:
+                    raise UsageError(f"suite {self.name!r}, strategy {strategy_label!r}: {strategy} has no hyperparameters "
+                                     f"{unknown}; it takes {sorted(defaults)}")
+                axes = {k: axis(k, v, defaults) for k, v in grid.items()}
+                axes.update({k: axis(k, v, defaults) for k, v in (overrides or {}).items() if k in defaults})
                 shared = {k: v for k, v in plan.common.items() if k in defaults and k not in axes}
+                names = {"benchmark": plan.benchmark or benchmark_label, "strategy": strategy, "backbone": plan.backbone}
+                shown = {"benchmark": benchmark_label, "strategy": strategy_label,
+                         "backbone": plan.backbone_label or plan.backbone}
+                labels = {k: v for k, v in shown.items() if v != names[k]}
                 for values in itertools.product(*axes.values()):
-                    hparams = {**shared, **dict(zip(axes, values)), **forced}
+                    hparams = {**shared, **dict(zip(axes, values))}
                     for seed in seeds if seeds is not None else self.seeds:
-                        jobs.append(Job(benchmark, strategy, seed, backbone=plan.backbone, hparams=hparams,
-                                        benchmark_options=dict(plan.options)))
+                        jobs.append(Job(names["benchmark"], strategy, seed, backbone=plan.backbone, hparams=hparams,
+                                        benchmark_options=dict(plan.options), checkpoint=plan.checkpoint,
+                                        backbone_options=dict(plan.backbone_options), labels=labels))
         return jobs
 
 
@@ -154,5 +185,5 @@ SUITES: dict[str, Suite] = {
 
 def get_suite(name: str) -> Suite:
     if name not in SUITES:
-        raise KeyError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+        raise UsageError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
     return SUITES[name]

@@ -10,13 +10,15 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
+from lpft_bench.errors import UsageError
+
 ID_VAL = "id_val"
 ID_TEST = "id_test"
 # The `subset` option draws the same images whatever the job's seed: a subset is a smaller benchmark, not noise.
 SUBSET_SEED = 0
 
 
-class DataError(Exception):
+class DataError(UsageError):
     """Data a benchmark reads is absent, malformed or unreadable."""
 
 
@@ -143,6 +145,23 @@ class ShiftDataModule(L.LightningDataModule):
     modes: tuple[str, ...] = ("clean",)
     # Raised when a benchmark's data changes under the same options, so its jobs and caches change identity.
     data_version: int = 0
+    # Options that say where the data lives on this machine or how fast it loads: never part of a result.
+    machine_options: tuple[str, ...] = ("root", "cache_mb")
+    # Options naming files or folders: an experiment file's relative paths are taken from the file.
+    path_options: tuple[str, ...] = ("root",)
+
+    @classmethod
+    def identity(cls, options: dict) -> dict:
+        """What of the benchmark `options` a job's result depends on: how its data is fingerprinted."""
+        meaning = {k: v for k, v in options.items() if k not in cls.machine_options}
+        if cls.data_version:  # only when raised: every other benchmark keeps its identity
+            meaning["data_version"] = cls.data_version
+        return meaning
+
+    @classmethod
+    def seeded_sets(cls, options: dict) -> tuple[str, ...]:
+        """The sets whose images depend on the job's seed (clean mode carves ID validation from training)."""
+        return ("train", ID_VAL)
 
     def __init__(
         self,

@@ -9,6 +9,8 @@ then a true test set.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -22,12 +24,39 @@ FOLDER = DataSource(
 )
 
 
+def folder_fingerprint(directory: Path) -> str:
+    """The content of an image folder as its sorted relative file paths and sizes: moving the folder keeps it,
+    adding, removing, renaming or resizing an image changes it."""
+    if not directory.is_dir():
+        raise DatasetMissing(directory, "no such directory")
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(f for f in filenames if not f.startswith(".")):
+            path = Path(dirpath) / name
+            digest.update(f"{path.relative_to(directory).as_posix()}\0{path.stat().st_size}\n".encode())
+    return "files-sha256:" + digest.hexdigest()[:16]
+
+
 class FolderShift(ImageShiftDataModule):
     """Image folders: `train` (ID training), `id_eval` (ID evaluation), `ood` (named OOD evaluations)."""
 
     name = "folder"
     modes = ("clean", "paper")
     canonical = False
+    path_options = ("root", "train", "id_eval", "ood")
+
+    @classmethod
+    def identity(cls, options: dict) -> dict:
+        """Each folder by its content, never by its path."""
+        base = Path(options.get("root") or ".").expanduser()
+        meaning = super().identity(options)
+        for key in ("train", "id_eval"):
+            if key in meaning:
+                meaning[key] = folder_fingerprint(base / meaning[key])
+        if isinstance(meaning.get("ood"), dict):
+            meaning["ood"] = {name: folder_fingerprint(base / directory) for name, directory in sorted(meaning["ood"].items())}
+        return meaning
 
     def __init__(self, train: str, id_eval: str, ood: dict[str, str] | None = None, **kwargs):
         ood = dict(ood or {})

@@ -16,9 +16,14 @@ GOLDEN = Path(__file__).parent / "golden" / "job_ids.json"
 
 
 def _extra_jobs(tmp_path: Path) -> dict[str, Job]:
-    """A user's timm backbone with a local checkpoint of fixed content, and a folder dataset."""
+    """A user's timm backbone with a local checkpoint of fixed content, and a folder dataset (files of fixed
+    names and sizes: what a folder's identity is made of)."""
     checkpoint = tmp_path / "weights.safetensors"
     save_file({"weight": torch.arange(12, dtype=torch.float32).reshape(3, 4)}, str(checkpoint))
+    for split, size in (("train", 100), ("test", 60), ("blur", 30)):
+        for label in ("cat", "dog"):
+            (tmp_path / split / label).mkdir(parents=True)
+            (tmp_path / split / label / "0001.png").write_bytes(bytes(size))
     folder = {"train": str(tmp_path / "train"), "id_eval": str(tmp_path / "test"), "ood": {"blur": str(tmp_path / "blur")}}
     return {
         "timm-checkpoint": Job("digits", "lp-ft", 0, backbone="timm:resnet18", checkpoint=str(checkpoint),

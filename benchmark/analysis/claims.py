@@ -7,6 +7,8 @@ import math
 
 import pandas as pd
 
+from lpft_bench.storage import meaning_hash
+
 ORACLE = "oracle"  # the row of the OOD table holding the oracle probe (LP fitted on each OOD set itself)
 
 
@@ -17,14 +19,18 @@ def oracle_rows(records: list[dict]) -> pd.DataFrame:
     for record in records:
         if record.get("status") != "done":
             continue
-        job = record["job"]
+        job, labels = record["job"], record["job"].get("labels") or {}
+        setting = {"benchmark": labels.get("benchmark") or job["benchmark"],
+                   "data": meaning_hash(record["meaning"]["benchmark"], 8),
+                   "backbone": labels.get("backbone") or job["backbone"],
+                   "backbone_key": meaning_hash(record["meaning"]["backbone"], 8)}
         for phase in record.get("phases", []):
             for eval_set, oracle in phase.get("oracle", {}).items():
-                key = (job["benchmark"], job["backbone"], job["seed"], eval_set)
-                rows[key] = {"benchmark": job["benchmark"], "backbone": job["backbone"], "strategy": ORACLE,
-                             "seed": job["seed"], "eval_set": eval_set, "split": "ood", "acc": 100.0 * oracle["acc"]}
-    return pd.DataFrame(list(rows.values()), columns=["benchmark", "backbone", "strategy", "seed", "eval_set",
-                                                      "split", "acc"])
+                key = (setting["data"], setting["backbone_key"], job["seed"], eval_set)
+                rows[key] = {**setting, "strategy": ORACLE, "seed": job["seed"], "eval_set": eval_set, "split": "ood",
+                             "acc": 100.0 * oracle["acc"]}
+    return pd.DataFrame(list(rows.values()), columns=["benchmark", "data", "backbone", "backbone_key", "strategy",
+                                                      "seed", "eval_set", "split", "acc"])
 
 
 def with_oracle(selected: pd.DataFrame, records: list[dict]) -> pd.DataFrame:

@@ -9,12 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from lpft_bench.analysis.claims import grid_edge_lines, ordering_lines, with_oracle
-from lpft_bench.storage import atomic_write
+from lpft_bench.storage import atomic_write, meaning_hash
 
 Z90 = 1.645  # the paper's 90% interval: 1.645 * std / sqrt(n)
 # The interval column, as the authors' summary prints it ("average and 90% confidence interval"); with n = 3
 # seeds the Student-t interval (t = 2.92) is 1.8x wider than the normal one.
 INTERVAL_LABELS = {"normal": "90% CI (1.645 s/sqrt(n))", "student-t": "90% CI (t(0.95, n-1) s/sqrt(n))"}
+CI = "90% CI"  # the tables' interval columns: "<column> 90% CI"
 # Shipped inside the package: a wheel install compares with the paper as a checkout does.
 PAPER_TABLES = Path(__file__).resolve().parent / "paper_tables" / "lpft_paper_tables.csv"
 # The paper gives one DomainNet OOD figure; the authors' analysis treats the real domain as that OOD set.
@@ -38,19 +39,34 @@ def load_records(store: Path) -> list[dict]:
     return records
 
 
+RUN_COLUMNS = ["job_id", "benchmark", "benchmark_name", "data", "backbone", "backbone_key", "strategy", "strategy_name",
+               "hparams", "seed", "eval_set", "split", "selection_set", "selected_epoch", "acc"]
+# What a result is of: never pooled across, so two datasets or two backbones are never averaged together.
+SETTING = ["benchmark", "data", "backbone", "backbone_key", "strategy"]
+
+
 def runs_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per finished job x evaluation set, at the epoch the job selected on ID validation (accuracy in %)."""
+    """One row per finished job x evaluation set, at the epoch the job selected on ID validation (accuracy in %).
+
+    benchmark / backbone / strategy: the labels the suite or experiment file gave (else the names);
+    data / backbone_key: short hashes of what the benchmark's data and the backbone mean (content, weights,
+    data config), which tell apart two datasets or two input sizes shown under one label."""
     rows = []
     for record in records:
         if record.get("status") != "done":
             continue
-        job, selection = record["job"], record["selection"]
+        job, selection, meaning = record["job"], record["selection"], record["meaning"]
+        labels = job.get("labels") or {}
         for eval_set, accuracy in record["final"].items():
             rows.append({
                 "job_id": record["job_id"],
-                "benchmark": job["benchmark"],
-                "backbone": job["backbone"],
-                "strategy": job["strategy"],
+                "benchmark": labels.get("benchmark") or job["benchmark"],
+                "benchmark_name": job["benchmark"],
+                "data": meaning_hash(meaning["benchmark"], 8),
+                "backbone": labels.get("backbone") or job["backbone"],
+                "backbone_key": meaning_hash(meaning["backbone"], 8),
+                "strategy": labels.get("strategy") or job["strategy"],
+                "strategy_name": job["strategy"],
                 "hparams": json.dumps(job["hparams"], sort_keys=True),
                 "seed": job["seed"],
                 "eval_set": eval_set,
@@ -59,40 +75,69 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
                 "selected_epoch": selection["epoch"],
                 "acc": 100.0 * accuracy,
             })
-    columns = ["job_id", "benchmark", "backbone", "strategy", "hparams", "seed", "eval_set", "split",
-               "selection_set", "selected_epoch", "acc"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
 def select_hparams(runs: pd.DataFrame) -> pd.DataFrame:
-    """Keep, per (benchmark, backbone, strategy), the hyperparameters with the best mean selection-set accuracy over seeds."""
+    """Keep, per setting (benchmark data, backbone, strategy), the hyperparameters with the best mean
+    selection-set accuracy over seeds."""
     if runs.empty:
         return runs
-    keys = ["benchmark", "backbone", "strategy"]
     on_selection = runs[runs["eval_set"] == runs["selection_set"]]
-    scores = on_selection.groupby(keys + ["hparams"], as_index=False)["acc"].mean()
-    best = scores.sort_values("acc", ascending=False, kind="stable").drop_duplicates(keys)[keys + ["hparams"]]
-    return runs.merge(best, on=keys + ["hparams"])
+    scores = on_selection.groupby(SETTING + ["hparams"], as_index=False)["acc"].mean()
+    best = scores.sort_values("acc", ascending=False, kind="stable").drop_duplicates(SETTING)[SETTING + ["hparams"]]
+    return runs.merge(best, on=SETTING + ["hparams"])
 
 
-def _interval(values: pd.Series) -> float:
+def _disambiguated(frame: pd.DataFrame, label: str, key: str) -> pd.Series:
+    """`label`, suffixed with `#key` where one label stands for several keys in `frame`."""
+    several = frame.groupby(label)[key].transform("nunique") > 1
+    return frame[label].where(~several, frame[label] + "#" + frame[key])
+
+
+def row_labels(frame: pd.DataFrame) -> pd.Series:
+    """The strategy, with its backbone where the frame holds several (never averaged together)."""
+    backbone = _disambiguated(frame, "backbone", "backbone_key")
+    if backbone.nunique() > 1:
+        return frame["strategy"] + " @ " + backbone
+    return frame["strategy"]
+
+
+def column_labels(frame: pd.DataFrame) -> pd.Series:
+    """The benchmark label, with its data's hash where one label holds several datasets."""
+    return _disambiguated(frame, "benchmark", "data")
+
+
+def interval_halfwidth(values: pd.Series, interval: str = "normal") -> float:
+    """The 90% interval's half-width over seeds (sample std s): 1.645 s/sqrt(n), as the authors' summary, or
+    Student-t's t(0.95, n - 1) s/sqrt(n)."""
     n = len(values)
-    return Z90 * values.std(ddof=1) / math.sqrt(n) if n > 1 else float("nan")
+    if n < 2:
+        return float("nan")
+    factor = {"normal": Z90, "student-t": None}[interval]
+    if factor is None:
+        from scipy.stats import t
+
+        factor = float(t.ppf(0.95, n - 1))
+    return factor * values.std(ddof=1) / math.sqrt(n)
 
 
-def summary_table(selected: pd.DataFrame, split: str) -> pd.DataFrame:
-    """Strategies x benchmark columns (ID: the ID test set; OOD: one column per shift), mean and 90% interval."""
+def summary_table(selected: pd.DataFrame, split: str, interval: str = "normal") -> pd.DataFrame:
+    """Strategies x benchmark columns (ID: the ID test set; OOD: one column per shift), mean and 90% interval
+    (`interval`: a key of INTERVAL_LABELS)."""
     part = selected[(selected["split"] == split) & ((split == "ood") | (selected["eval_set"] == "id_test"))]
-    column = part["benchmark"] if split == "id" else part["benchmark"] + ":" + part["eval_set"]
-    part = part.assign(column=column)
-    stats = part.groupby(["strategy", "column"])["acc"].agg(mean="mean", ci90=_interval, seeds="count").reset_index()
+    benchmark = column_labels(part)
+    column = benchmark if split == "id" else benchmark + ":" + part["eval_set"]
+    part = part.assign(column=column, strategy=row_labels(part))
+    stats = part.groupby(["strategy", "column"])["acc"].agg(
+        mean="mean", ci90=lambda values: interval_halfwidth(values, interval), seeds="count").reset_index()
     wide = stats.pivot(index="strategy", columns="column", values=["mean", "ci90", "seeds"])
     table = pd.DataFrame(index=wide.index)
     for name in sorted(stats["column"].unique()):
         table[name] = wide[("mean", name)]
-        table[f"{name} ±90%"] = wide[("ci90", name)]
+        table[f"{name} {CI}"] = wide[("ci90", name)]
         table[f"{name} seeds"] = wide[("seeds", name)].astype("Int64")
-    means = [c for c in table.columns if not c.endswith(("±90%", "seeds"))]
+    means = [c for c in table.columns if not c.endswith((CI, "seeds"))]
     # Like the paper's averages: over every column, so a strategy with a missing cell has no average.
     table["average"] = table[means].mean(axis=1, skipna=False)
     return table.round(2)
@@ -107,11 +152,13 @@ def calibration_table(records: list[dict], selected: pd.DataFrame) -> pd.DataFra
     for record in records:
         if record["job_id"] not in chosen or "calibration" not in record:
             continue
-        calibration, benchmark = record["calibration"], record["job"]["benchmark"]
+        labels = record["job"].get("labels") or {}
+        calibration = record["calibration"]
+        benchmark = labels.get("benchmark") or record["job"]["benchmark"]
         for eval_set, metrics in calibration["sets"].items():
             if metrics["split"] == "id" and eval_set != "id_test":
                 continue
-            rows.append({"strategy": record["job"]["strategy"], "split": metrics["split"],
+            rows.append({"strategy": labels.get("strategy") or record["job"]["strategy"], "split": metrics["split"],
                          "column": benchmark if metrics["split"] == "id" else f"{benchmark}:{eval_set}",
                          "ece": 100.0 * metrics["ece"], "ece_calibrated": 100.0 * metrics["ece_calibrated"],
                          "temperature": calibration["temperature"]})
@@ -141,18 +188,18 @@ def format_table(table: pd.DataFrame, title: str) -> str:
     if table.empty:
         return f"{title}: no finished jobs"
     shown = pd.DataFrame(index=table.index)
-    for name in [c for c in table.columns if not c.endswith(("±90%", "seeds")) and c != "average"]:
+    for name in [c for c in table.columns if not c.endswith((CI, "seeds")) and c != "average"]:
         shown[name] = ["—" if pd.isna(m) else f"{m:.1f} (n={int(n)})" if pd.isna(ci) else f"{m:.1f} ± {ci:.1f} (n={int(n)})"
-                       for m, ci, n in zip(table[name], table[f"{name} ±90%"], table[f"{name} seeds"].fillna(0))]
+                       for m, ci, n in zip(table[name], table[f"{name} {CI}"], table[f"{name} seeds"].fillna(0))]
     shown["average"] = table["average"].map(lambda v: "—" if pd.isna(v) else f"{v:.1f}")
     return f"{title}\n{shown.to_string()}"
 
 
 def table_cells(table: pd.DataFrame) -> pd.DataFrame:
     """summary_table's wide layout as one row per (strategy, column): mean, 90% interval, seeds."""
-    names = [c for c in table.columns if not c.endswith(("±90%", "seeds")) and c != "average"]
+    names = [c for c in table.columns if not c.endswith((CI, "seeds")) and c != "average"]
     cells = [pd.DataFrame({"strategy": table.index, "column": name, "mean": table[name].to_numpy(),
-                           "ci90": table[f"{name} ±90%"].to_numpy(), "seeds": table[f"{name} seeds"].to_numpy()})
+                           "ci90": table[f"{name} {CI}"].to_numpy(), "seeds": table[f"{name} seeds"].to_numpy()})
              for name in names]
     if not cells:
         return pd.DataFrame(columns=CELL_COLUMNS)
@@ -176,6 +223,19 @@ def paper_comparison(cells: pd.DataFrame, paper: pd.DataFrame, split: str) -> pd
 
 def _write_csv(frame: pd.DataFrame, path: Path, index: bool) -> None:
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=index))
+
+
+def export_tables(store: Path, form: str) -> list[Path]:
+    """id and ood tables of a collected store as Markdown or LaTeX (pandas' to_markdown / to_latex)."""
+    suffix = {"md": ".md", "latex": ".tex"}[form]
+    written = []
+    for name in ("id", "ood"):
+        table = pd.read_csv(Path(store) / f"{name}.csv", index_col=0)
+        text = table.to_markdown(floatfmt=".2f") if form == "md" else table.to_latex(float_format="%.2f")
+        path = Path(store) / f"{name}{suffix}"
+        atomic_write(path, lambda tmp: tmp.write_text(text + "\n"))
+        written.append(path)
+    return written
 
 
 def collect(store: Path) -> str:

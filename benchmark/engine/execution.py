@@ -128,8 +128,10 @@ def _train_ingredient(job: Job, ctx: RunContext, work_dir: Path, strategy: str, 
     return ingredient.id, cpu_state(prepared.model)
 
 
-def _features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, dataset):
-    path = features_path(ctx.out, job.benchmark, set_name, feature_key(job, set_name))
+def _features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, dataset, view: str = "eval",
+              random_view: bool = False):
+    """`view`: the name of the transform `dataset` applies; `random_view`: whether it is random (seeded)."""
+    path = features_path(ctx.out, job.benchmark, set_name, feature_key(job, set_name, view, random_view))
     device = device_of(ctx)
     return cached_features(path, prepared.model.backbone, prepared.datamodule.eval_loader(dataset), device)
 

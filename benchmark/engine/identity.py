@@ -3,9 +3,10 @@ and the keys of the model states its phases produce. Where and how it runs (`Run
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
-from lpft_bench.datamodules import benchmark_meaning
+from lpft_bench.datamodules import benchmark_class, benchmark_meaning
 from lpft_bench.models import BackboneSpec, resolve_backbone
 from lpft_bench.storage import meaning_hash
 from lpft_bench.strategies import get_strategy
@@ -15,7 +16,9 @@ from lpft_bench.strategies.phases import Phase
 
 @dataclass(frozen=True)
 class Job:
-    """What is run. Everything here is part of the job's identity; where and how it runs is not."""
+    """What is run. Its identity is what its result depends on: the benchmark's data (a folder by its content),
+    the backbone's weights and data config, the strategy, hyperparameters and seed; never a machine path,
+    and never `labels` (the names a suite or experiment file shows it under)."""
 
     benchmark: str
     strategy: str
@@ -24,14 +27,28 @@ class Job:
     hparams: dict = field(default_factory=dict)
     benchmark_options: dict = field(default_factory=dict)
     checkpoint: str | None = None
+    backbone_options: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
 
     def backbone_spec(self) -> BackboneSpec:
-        return resolve_backbone(self.backbone, self.checkpoint)
+        return resolve_backbone(self.backbone, self.checkpoint, self.backbone_options)
+
+    def label(self, axis: str) -> str:
+        """The name this job is shown under on `axis` ("benchmark", "strategy" or "backbone")."""
+        return self.labels.get(axis) or getattr(self, axis)
 
     def benchmark_meaning(self) -> dict:
+        return self._benchmark_meaning
+
+    @cached_property
+    def _benchmark_meaning(self) -> dict:  # computed once: a folder's fingerprint walks its files
         return {"name": self.benchmark, "options": benchmark_meaning(self.benchmark, self.benchmark_options)}
 
     def meaning(self) -> dict:
+        return self._meaning
+
+    @cached_property
+    def _meaning(self) -> dict:
         strategy = get_strategy(self.strategy)
         return {
             "benchmark": self.benchmark_meaning(),
@@ -107,7 +124,12 @@ def phase_key(job: Job, phases: list[Phase], index: int) -> str:
     return f"{index}-{prefix[-1].name}-{meaning_hash(meaning)}"
 
 
-def feature_key(job: Job, set_name: str) -> str:
-    """Features depend on the backbone's weights, the benchmark's data and its seeded split: nothing else."""
-    return meaning_hash({"backbone": job.backbone_spec().meaning(), "benchmark": job.benchmark_meaning(),
-                         "seed": job.seed, "set": set_name})
+def feature_key(job: Job, set_name: str, view: str = "eval", random_view: bool = False) -> str:
+    """Features depend on the backbone (weights and data config), the benchmark's data, the set, the view of
+    its images and, only where the images or the view depend on it, the seed: nothing else."""
+    seeded = random_view or set_name in benchmark_class(job.benchmark).seeded_sets(job.benchmark_options)
+    meaning = {"backbone": job.backbone_spec().meaning(), "benchmark": job.benchmark_meaning(), "set": set_name,
+               "seed": job.seed if seeded else None}
+    if view != "eval":
+        meaning["view"] = view
+    return meaning_hash(meaning)

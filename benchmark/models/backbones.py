@@ -1,15 +1,17 @@
 """Backbones: any timm model, plus an optional local checkpoint loaded safely, with its data config attached."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import timm
 from torch import nn
 
+from lpft_bench.errors import UsageError
+
 from . import toy  # noqa: F401 - registers the toy backbones with timm
 from .digits_pretraining import DIGITS_PRETRAIN, DIGITS_UPRIGHT_PRETRAIN
-from .weights import EFFICIENTNET_LITE0, load_weights, read_state_dict, weight_source
+from .weights import EFFICIENTNET_LITE0, TIMM_HUB, load_weights, read_state_dict, weight_source
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class BackboneSpec:
         meaning = {"timm": self.timm_name, "kwargs": self.timm_kwargs, "weights": weights}
         if self.keep_head:  # only when set: every other backbone keeps its identity
             meaning["keep_head"] = True
+        if self.data_config:  # what the network sees (input size, normalisation, interpolation, crop)
+            meaning["data_config"] = self.data_config
         return meaning
 
 
@@ -76,15 +80,42 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
-def resolve_backbone(name: str, checkpoint: str | None = None) -> BackboneSpec:
-    """A registered backbone, or `timm:<model name>` with an optional local checkpoint."""
-    if name in BACKBONES and checkpoint is None:
-        return BACKBONES[name]
-    if name.startswith("timm:"):
+DATA_CONFIG_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
+BACKBONE_OPTIONS = ("data_config", "pretrained", "random")
+
+
+def resolve_backbone(name: str, checkpoint: str | None = None, options: dict | None = None) -> BackboneSpec:
+    """A registered backbone, or `timm:<model name>` with exactly one of a local checkpoint, `pretrained`
+    (timm's own hub weights) or `random` (an untrained network, on purpose). `options["data_config"]`
+    overrides timm's data config (input size, mean/std, interpolation, crop)."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(BACKBONE_OPTIONS))
+    if unknown:
+        raise UsageError(f"backbone {name!r}: unknown options {unknown}; allowed: {', '.join(BACKBONE_OPTIONS)}")
+    data_config = dict(options.get("data_config") or {})
+    bad_keys = sorted(set(data_config) - set(DATA_CONFIG_KEYS))
+    if bad_keys:
+        raise UsageError(f"backbone {name!r}: unknown data_config keys {bad_keys}; allowed: {', '.join(DATA_CONFIG_KEYS)}")
+    pretrained, random = bool(options.get("pretrained")), bool(options.get("random"))
+    if name in BACKBONES:
+        if checkpoint is not None or pretrained or random:
+            raise UsageError(f"backbone {name!r} comes with its own weights; for other weights use timm:<model> "
+                             "with weights FILE, pretrained: true or random: true")
+        spec = BACKBONES[name]
+    elif name.startswith("timm:"):
+        timm_name = name.removeprefix("timm:")
+        if (checkpoint is not None) + pretrained + random != 1:
+            raise UsageError(f"backbone {name!r} needs exactly one of: weights FILE (--checkpoint), pretrained: true "
+                             "(timm's hub weights), random: true (an untrained network, on purpose)")
         if checkpoint is not None and not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist; pass a .safetensors or torch state_dict file")
-        return BackboneSpec(name.removeprefix("timm:"), weights=checkpoint)
-    raise KeyError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}, or timm:<model> [--checkpoint FILE]")
+            raise UsageError(f"checkpoint {checkpoint!r} does not exist; pass a .safetensors or torch state_dict file")
+        spec = BackboneSpec(timm_name, weights=checkpoint if checkpoint is not None else
+                            f"{TIMM_HUB}{timm_name}" if pretrained else None)
+    else:
+        raise UsageError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}, or timm:<model>")
+    if data_config:
+        spec = replace(spec, data_config={**spec.data_config, **data_config})
+    return spec
 
 
 def feature_dim(backbone: nn.Module) -> int:

@@ -14,11 +14,13 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from lpft_bench.errors import UsageError
 from lpft_bench.storage import file_digest
 
 from .digits_pretraining import DIGITS_PRETRAINING, SHIPPED_DIR
 
 CHECKPOINT_DIR_ENV = "LPFT_BENCH_CHECKPOINTS"
+TIMM_HUB = "timm-hub:"
 EFFICIENTNET_LITE0 = "builtin:efficientnet-lite0-package"
 
 
@@ -69,6 +71,22 @@ def _named_checkpoint(file_name: str) -> Path:
     return path
 
 
+def _timm_hub_file(model_name: str) -> Path:
+    """timm's own pretrained weights for `model_name`, from the Hugging Face hub or its local cache."""
+    import huggingface_hub
+    from timm.models import get_pretrained_cfg
+
+    config = get_pretrained_cfg(model_name)
+    if config is None or not config.hf_hub_id:
+        raise UsageError(f"timm has no hub weights for {model_name!r}; give a weights file or random: true instead")
+    try:
+        return Path(huggingface_hub.hf_hub_download(config.hf_hub_id, "model.safetensors"))
+    except Exception as error:  # offline and not cached, or the hub refused: the user decides what to do
+        raise UsageError(f"timm's pretrained weights for {model_name!r} ({config.hf_hub_id}) are neither reachable "
+                         f"nor in the hub cache {huggingface_hub.constants.HF_HUB_CACHE} ({type(error).__name__}); "
+                         "download them once with internet access, or give a weights file") from error
+
+
 @lru_cache(maxsize=256)
 def _content_digest(path: str, size: int, mtime_ns: int) -> str:
     return file_digest(path)
@@ -85,6 +103,8 @@ def weight_source(weights: str) -> WeightSource:
         return WEIGHT_SOURCES[weights]
     if weights.startswith("builtin:"):
         raise KeyError(f"unknown built-in weights {weights!r}; known: {', '.join(WEIGHT_SOURCES)}")
+    if weights.startswith(TIMM_HUB):
+        return WeightSource(lambda spec: weights, lambda spec: _timm_hub_file(weights.removeprefix(TIMM_HUB)))
     if weights.startswith("checkpoint:"):
         file_name = weights.removeprefix("checkpoint:")
         return WeightSource(lambda spec: weights, lambda spec: _named_checkpoint(file_name))

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 class PhaseContext:
     """What a phase kind may use. Built by the engine for each phase.
 
-    features(set_name, dataset): that set's eval-mode backbone features and labels, from the store's cache.
+    features(set_name, dataset, view="eval", random_view=False): that set's eval-mode backbone features and
+    labels, from the store's cache (`view` names the transform `dataset` applies, `random_view` says it is
+    seeded, so the cache keys on the seed).
     make_trainer(**trainer_kwargs): a Lightning Trainer on this run's devices; the engine reads its world size.
     train_ingredient(strategy, hparams): another job's final model state (same benchmark, backbone, seed),
     from the phase store or trained into it (model soups).

@@ -10,10 +10,6 @@ from lpft_bench.strategies.oracle import oracle_probe
 from . import PhaseContext, PhaseKind, head_state, register_kind
 
 
-# The augmented view is cached under its own set name: it must never be mistaken for the evaluation view.
-AUGMENTED_TRAIN = "train-augmented-view"
-
-
 def training_features(context: PhaseContext, view: str):
     """The probe's training features: the evaluation transform's view, or (the authors' extraction) one view
     of each image through the training transform, drawn from the job's seed, so LP varies across seeds
@@ -23,7 +19,8 @@ def training_features(context: PhaseContext, view: str):
         return context.features("train", dm.splits.train_eval)
     with torch.random.fork_rng(devices=[]):  # the transforms draw on the CPU generator; the job's RNG is untouched
         torch.manual_seed(dm.seed)
-        return context.features(AUGMENTED_TRAIN, dm.splits.train)
+        # Cached as its own view, keyed on the seed: never mistaken for the evaluation view or another seed's.
+        return context.features("train", dm.splits.train, view="train-transform", random_view=True)
 
 
 class LogisticProbe(PhaseKind):

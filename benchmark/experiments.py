@@ -1,0 +1,110 @@
+"""Experiment files: a suite written as YAML (or TOML), paths relative to the file, validated before anything runs.
+
+    name: my-shift
+    seeds: [0, 1, 2]
+    benchmarks:
+      my-cifar:                        # a label: the same benchmark may appear under several
+        benchmark: folder              # default: the label
+        options: {train: data/train, id_eval: data/test, ood: {blur: data/blur}}
+        backbone: efficientnet-lite0   # or {name: timm:resnet50, weights: FILE | pretrained: true | random: true,
+                                       #     data_config: {input_size: [3, 96, 96]}, label: r50-96}
+        common: {epochs: 3, batch_size: 64}
+        grids: {ft: {lr: [1.0e-3]}}     # per-strategy overrides for this benchmark
+    strategies:
+      lp: {}
+      ft: {lr: [1.0e-3, 1.0e-2]}       # a list sweeps (see suites.axis)
+      lp-ft-bn-train: {strategy: lp-ft, batchnorm: train}   # a labelled variant
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from lpft_bench.datamodules import benchmark_class
+from lpft_bench.errors import UsageError
+from lpft_bench.suites import Plan, Suite
+
+SUITE_KEYS = ("name", "description", "seeds", "benchmarks", "strategies")
+PLAN_KEYS = ("benchmark", "options", "backbone", "common", "grids")
+BACKBONE_KEYS = ("name", "weights", "pretrained", "random", "data_config", "label")
+
+
+def _mapping(value, where: str, allowed: tuple[str, ...] | None = None) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+    unknown = sorted(set(value) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
+    return value
+
+
+def _relative_to(base: Path, path: str) -> str:
+    return str(path) if Path(path).expanduser().is_absolute() else str(base / path)
+
+
+def _resolve_paths(benchmark: str, options: dict, base: Path) -> dict:
+    """The benchmark's path options (folder: train, id_eval, each OOD set; any: root) relative to the file."""
+    resolved = dict(options)
+    for key in benchmark_class(benchmark).path_options:
+        value = resolved.get(key)
+        if isinstance(value, dict):
+            resolved[key] = {name: _relative_to(base, directory) for name, directory in value.items()}
+        elif value is not None:
+            resolved[key] = _relative_to(base, value)
+    return resolved
+
+
+def _plan(label: str, entry, base: Path) -> Plan:
+    where = f"benchmarks.{label}"
+    entry = _mapping(entry, where, PLAN_KEYS)
+    benchmark = entry.get("benchmark", label)
+    benchmark_class(benchmark)  # an unknown benchmark is named here, with the known ones
+    backbone = entry.get("backbone", "digits-resnet")
+    if isinstance(backbone, str):
+        backbone = {"name": backbone}
+    backbone = _mapping(backbone, f"{where}.backbone", BACKBONE_KEYS)
+    if "name" not in backbone:
+        raise UsageError(f"{where}.backbone: needs a name (a registered backbone or timm:<model>)")
+    weights = backbone.get("weights")
+    options = {k: backbone[k] for k in ("pretrained", "random", "data_config") if k in backbone}
+    return Plan(backbone=backbone["name"], options=_resolve_paths(benchmark, _mapping(entry.get("options"), f"{where}.options"), base),
+                common=_mapping(entry.get("common"), f"{where}.common"),
+                grids={k: _mapping(v, f"{where}.grids.{k}") for k, v in _mapping(entry.get("grids"), f"{where}.grids").items()},
+                benchmark=benchmark if benchmark != label else None,
+                checkpoint=_relative_to(base, weights) if weights else None, backbone_options=options,
+                backbone_label=backbone.get("label"))
+
+
+def _parse(path: Path):
+    if path.suffix == ".toml":
+        import tomllib  # Python >= 3.11
+
+        return tomllib.loads(path.read_text())
+    return yaml.safe_load(path.read_text())
+
+
+def load_experiment(path: str | Path) -> Suite:
+    """The suite an experiment file describes (`.yaml`/`.yml` or `.toml`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"experiment file {path} does not exist")
+    try:
+        data = _parse(path)
+    except (yaml.YAMLError, ValueError) as error:  # tomllib's TOMLDecodeError is a ValueError
+        raise UsageError(f"experiment file {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: "
+                         f"{str(error).splitlines()[0]}") from error
+    data = _mapping(data, str(path), SUITE_KEYS)
+    for key in ("benchmarks", "strategies"):
+        if not data.get(key):
+            raise UsageError(f"{path}: needs `{key}`, a mapping of labels to entries")
+    seeds = data.get("seeds", [0, 1, 2])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise UsageError(f"{path}: seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    base = path.resolve().parent
+    benchmarks = {str(label): _plan(str(label), entry, base) for label, entry in _mapping(data["benchmarks"], "benchmarks").items()}
+    strategies = {str(label): _mapping(grid, f"strategies.{label}") for label, grid in _mapping(data["strategies"], "strategies").items()}
+    return Suite(str(data.get("name", path.stem)), str(data.get("description", f"experiment file {path.name}")),
+                 benchmarks=benchmarks, strategies=strategies, seeds=tuple(seeds))
