@@ -5,6 +5,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from lpft_bench.errors import UsageError
+
 from .phases import Phase, Strategy
 
 # Kumar et al.: C in logspace(-7, 2, 50), chosen on ID validation accuracy.
@@ -228,7 +230,7 @@ STRATEGIES: dict[str, Strategy] = {
 
 def get_strategy(name: str) -> Strategy:
     if name not in STRATEGIES:
-        raise KeyError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+        raise UsageError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
     return STRATEGIES[name]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
+from lpft_bench.errors import UsageError
+
 BATCHNORM_MODES = ("train", "eval")
 
 
@@ -113,7 +115,7 @@ class Strategy:
     def hparams(self, overrides: dict | None = None) -> dict:
         unknown = set(overrides or {}) - set(self.defaults)
         if unknown:
-            raise KeyError(f"strategy {self.name!r} has no hyperparameters {sorted(unknown)}; it takes {sorted(self.defaults)}")
+            raise UsageError(f"strategy {self.name!r} has no hyperparameters {sorted(unknown)}; it takes {sorted(self.defaults)}")
         return {**self.defaults, **(overrides or {})}
 
     def phases(self, overrides: dict | None = None) -> list[Phase]:

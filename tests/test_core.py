@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lpft_bench.engine import Job, RunContext, prepare_job, run_job, run_phases
+from lpft_bench.errors import UsageError
 from lpft_bench.strategies.linear_probe import fit_logistic_path
 
 
@@ -107,7 +108,7 @@ def test_job_identity_is_its_meaning_not_its_machine_paths(tmp_path):
 
 
 def test_unknown_hyperparameter_is_a_clear_error():
-    with pytest.raises(KeyError, match="takes"):
+    with pytest.raises(UsageError, match="takes"):
         Job("digits", "lp", seed=0, hparams={"lr": 1.0}).meaning()
 
 

@@ -181,3 +181,29 @@ def test_a_timm_backbone_without_weights_is_refused_and_hub_weights_fail_clearly
 
     with pytest.raises(ValueError, match="hub cache"):
         build_backbone(job.backbone_spec())
+
+
+@pytest.mark.slow
+def test_the_readme_example_file_runs_as_written_on_real_cifar_images(tmp_path, cifar_images, capsys):
+    """examples/my-shift.yaml, unchanged, on folders written by examples/make_cifar_folders.py (small: one seed,
+    one epoch, three classes of a few real CIFAR-10 images)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    source = tmp_path / "cifar"
+    for split, count in (("train", 12), ("test", 6)):
+        for label in CLASSES:
+            (source / split / label).mkdir(parents=True)
+            for index, image in enumerate(cifar_images[split][label][:count]):
+                image.save(source / split / label / f"{index:04d}.jpg")
+    shutil.copy(repo / "examples" / "my-shift.yaml", tmp_path / "my-shift.yaml")
+    subprocess.run([sys.executable, str(repo / "examples" / "make_cifar_folders.py"), str(source), str(tmp_path / "data")],
+                   check=True)
+    store = tmp_path / "store"
+    assert run_cli("--config", str(tmp_path / "my-shift.yaml"), "--out", str(store), "--seeds", "0", "--set", "epochs=1") == 0
+    printed = capsys.readouterr().out
+    assert "my-cifar:blur" in printed and "my-cifar:noise" in printed
+    ood = pd.read_csv(store / "ood.csv", index_col=0)
+    assert {"lp", "ft", "lp-ft"} <= set(ood.index)
+    assert len(list((store / "jobs").glob("*/done"))) == 5  # lp, ft at two learning rates, lp-ft at two

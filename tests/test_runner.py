@@ -12,6 +12,7 @@ import pytest
 from lpft_bench.cli import main
 from lpft_bench.engine import Job, RunContext, is_done
 from lpft_bench.engine.store import job_lock
+from lpft_bench.errors import UsageError
 from lpft_bench.runner import run_matrix, store_status
 from lpft_bench.storage import write_json
 from lpft_bench.strategies import STRATEGIES
@@ -32,7 +33,7 @@ def test_suite_expansion_counts_and_filters():
     assert {j.backbone for j in jobs} == {"moco-v2-resnet50"} and {j.hparams["epochs"] for j in jobs} == {20}
     assert {j.hparams["epochs"] for j in get_suite("paper").expand(overrides={"epochs": 1}) if j.strategy != "lp"} == {1}
     assert len({j.id for j in get_suite("paper").expand()}) == 216  # every job is distinct
-    with pytest.raises(KeyError, match="has no strategy"):
+    with pytest.raises(UsageError, match="has no strategy"):
         get_suite("quickstart").expand(strategies=["nope"])
 
 

@@ -51,7 +51,7 @@ def _shipped_digits_file(weights: str) -> Path:
     recipe = DIGITS_PRETRAINING[weights]
     path = SHIPPED_DIR / recipe.file
     if not path.is_file():
-        raise FileNotFoundError(f"the shipped weights {path} are missing: reinstall lpft-bench (they are package data)")
+        raise UsageError(f"the shipped weights {path} are missing: reinstall lpft-bench (they are package data)")
     digest = local_file_digest(path)
     if digest != recipe.sha256:
         raise ValueError(f"the shipped weights {path} have sha256 {digest}, not the pinned {recipe.sha256}: "
@@ -63,7 +63,7 @@ def _named_checkpoint(file_name: str) -> Path:
     root = os.environ.get(CHECKPOINT_DIR_ENV)
     path = Path(root or ".") / file_name
     if not root or not path.is_file():
-        raise FileNotFoundError(
+        raise UsageError(
             f"pretrained checkpoint {file_name!r} not found: expected ${CHECKPOINT_DIR_ENV}/{file_name} "
             f"(${CHECKPOINT_DIR_ENV}={root!r}). Download it from its authors' release and set ${CHECKPOINT_DIR_ENV} "
             "to the folder holding it; nothing is downloaded at run time."
@@ -102,7 +102,7 @@ def weight_source(weights: str) -> WeightSource:
     if weights in WEIGHT_SOURCES:
         return WEIGHT_SOURCES[weights]
     if weights.startswith("builtin:"):
-        raise KeyError(f"unknown built-in weights {weights!r}; known: {', '.join(WEIGHT_SOURCES)}")
+        raise UsageError(f"unknown built-in weights {weights!r}; known: {', '.join(WEIGHT_SOURCES)}")
     if weights.startswith(TIMM_HUB):
         return WeightSource(lambda spec: weights, lambda spec: _timm_hub_file(weights.removeprefix(TIMM_HUB)))
     if weights.startswith("checkpoint:"):
