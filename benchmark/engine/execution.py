@@ -14,7 +14,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lpft_bench import interrupts
 from lpft_bench.datamodules import ShiftDataModule, build_datamodule
@@ -25,6 +24,7 @@ from lpft_bench.strategies.phases import Phase
 from lpft_bench.strategies.posthoc import calibration, predict
 
 from .identity import Job, RunContext, feature_key, phase_key
+from .loggers import phase_loggers
 from .store import cached_features, features_path, load_phase, phase_dir, save_phase, write_record
 
 RECORD_SCHEMA = "lpft-bench/record/v1"
@@ -91,15 +91,13 @@ def device_of(ctx: RunContext) -> torch.device:
 class Trainers:
     """Builds each gradient phase's Trainer on the run's devices, and remembers the last one's world."""
 
-    def __init__(self, ctx: RunContext, job_dir: Path):
-        self.ctx, self.job_dir = ctx, job_dir
+    def __init__(self, ctx: RunContext, job_dir: Path, job: Job):
+        self.ctx, self.job_dir, self.job = ctx, job_dir, job
         self.world_size, self.is_rank_zero = 1, True
 
     def __call__(self, phase_key: str, **kwargs) -> L.Trainer:
         ctx = self.ctx
-        loggers = [CSVLogger(self.job_dir, name="logs", version=phase_key)]
-        if ctx.tensorboard:
-            loggers.append(TensorBoardLogger(self.job_dir, name="tensorboard", version=phase_key))
+        loggers = phase_loggers(ctx.logger, self.job_dir, phase_key, self.job.id, self.job.meaning())
         trainer = L.Trainer(
             accelerator=ctx.accelerator,
             devices=ctx.devices,
@@ -156,7 +154,7 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
     Returns the phase records, the world size and whether this process is rank zero."""
     model, phases = prepared.model, prepared.phases
     job_dir = work_dir or ctx.job_dir(job)
-    trainers = Trainers(ctx, job_dir)
+    trainers = Trainers(ctx, job_dir, job)
     records, start_of_previous = [], None
     for index, phase in enumerate(phases):
         interrupts.check()  # between phases: everything before is in the phase store

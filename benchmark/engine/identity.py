@@ -82,7 +82,7 @@ class RunContext:
     nodes: int = 1
     num_workers: int = 0
     precision: str | None = None
-    tensorboard: bool = False
+    logger: str = "csv"  # engine.loggers: csv (always written), tensorboard, wandb or mlflow
     compile: bool = False
 
     def job_dir(self, job: Job) -> Path:

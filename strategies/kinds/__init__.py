@@ -44,7 +44,6 @@ class PhaseContext:
     train_ingredient: Callable[[str, dict], dict[str, torch.Tensor]]
     start_of_previous: dict[str, torch.Tensor] | None = None
     fresh_backbone: Callable[[], torch.nn.Module] | None = None
-    tensorboard: bool = False
     compile: bool = False
 
 
