@@ -1,6 +1,10 @@
 """Shift benchmarks as LightningDataModules, registered by name."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
 from lpft_bench.errors import UsageError
 
 from .base import ID_TEST, ID_VAL, CorruptImage, DataError, DatasetMissing, EvalSet, ShiftDataModule, ShiftSplits
@@ -9,7 +13,6 @@ from .check import CheckRow, check_benchmarks, format_check
 from .cifar import Cifar10Shift
 from .digits import DigitsShift, DigitsToy
 from .domainnet import DomainNetShift
-from .fakes import write_fake
 from .fmow import FmowShift
 from .folder import FolderShift
 from .imagenet import ImageNetShift
@@ -40,6 +43,19 @@ def benchmark_class(name: str) -> type[ShiftDataModule]:
 
 def build_datamodule(name: str, **kwargs) -> ShiftDataModule:
     return benchmark_class(name)(**kwargs)
+
+
+def write_fake(benchmark: str, directory: str | Path, images_per_class: int = 2, seed: int = 0) -> Path:
+    """Write a tiny `benchmark` dataset in its canonical layout under `directory` (a data root); return it."""
+    writer = benchmark_class(benchmark).write_fake
+    if writer is None:
+        faked = [name for name, cls in BENCHMARKS.items() if cls.write_fake is not None]
+        raise UsageError(f"no fake for {benchmark!r}; fakes exist for {', '.join(faked)}")
+    if images_per_class < 1:
+        raise UsageError("images_per_class must be at least 1")
+    root = Path(directory)
+    writer(root, images_per_class, np.random.default_rng(seed))
+    return root
 
 
 __all__ = ["BENCHMARKS", "benchmark_class", "benchmark_meaning", "CheckRow", "CorruptImage", "DataError", "DatasetMissing", "EvalSet", "ID_TEST", "ID_VAL",

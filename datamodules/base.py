@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import lightning as L
 import numpy as np
@@ -149,6 +150,11 @@ class ShiftDataModule(L.LightningDataModule):
     machine_options: tuple[str, ...] = ("root", "cache_mb")
     # Options naming files or folders: an experiment file's relative paths are taken from the file.
     path_options: tuple[str, ...] = ("root",)
+    # Read from a fixed layout under the data root: the data check lists it, CI's smoke suite runs it on its fake.
+    canonical: bool = False
+    # A classmethod (root, images_per_class, rng) writing a tiny fake of the data in that layout under the data
+    # root `root` (see fakes.py); None where there is none to write.
+    write_fake: Callable[[Path, int, np.random.Generator], None] | None = None
 
     @classmethod
     def identity(cls, options: dict) -> dict:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .base import ID_TEST
 from .class_tables import ENTITY30, LIVING17, BreedsClass
+from .fakes import write_images
 from .imagedata import ClassFolders, ImageShiftDataModule, SetSpec
 from .transforms import Pipeline, center_crop, horizontal_flip, random_resized_crop, resize, scaled
 from .imagenet import IMAGENET, IMAGENET_TRAIN_DIR, IMAGENET_VAL_DIR
@@ -35,6 +38,14 @@ class BreedsShift(ImageShiftDataModule):
         side = "target" if spec.split == "ood" else "source"
         labels = {wnid: label for label, c in enumerate(self.classes) for wnid in getattr(c, side)}
         return ClassFolders(path, labels, require_all=True)
+
+    @classmethod
+    def write_fake(cls, root: Path, images_per_class: int, rng: np.random.Generator) -> None:
+        """Every wnid of the task, in ImageNet's train and val folders."""
+        for breeds_class in cls.classes:
+            for wnid in breeds_class.source + breeds_class.target:
+                for folder in (IMAGENET_TRAIN_DIR, IMAGENET_VAL_DIR):
+                    write_images(root / folder / wnid, images_per_class, rng, ".JPEG")
 
 
 class Living17(BreedsShift):

@@ -19,6 +19,7 @@ from torchvision.datasets import CIFAR10, STL10
 
 from .base import ID_TEST, DatasetMissing
 from .class_tables import CIFAR10_CLASSES, STL10_TO_CIFAR10
+from .fakes import random_pixels
 from .imagedata import ArrayImages, DataSource, ImageShiftDataModule, SetSpec
 from .transforms import Pipeline, horizontal_flip, random_resized_crop, resize
 
@@ -42,6 +43,8 @@ CIFAR10_DIR = "cifar-10-batches-py"
 STL10_DIR = "stl10_binary"
 CIFAR101_DIR = "cifar10.1"
 CIFAR101_COUNTS = {"v6": 2_000, "v4": 2_021}
+STL10_SIZE = 96
+STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 
 
 class CifarPickles(CIFAR10):
@@ -148,3 +151,43 @@ class Cifar10Shift(ImageShiftDataModule):
         if spec.name == "cifar10.1":
             return read_cifar101(path, self.cifar101_version)
         return read_cifar10(path, train=spec.split == "train")
+
+    @classmethod
+    def write_fake(cls, root: Path, images_per_class: int, rng: np.random.Generator) -> None:
+        """CIFAR-10 pickles, STL-10 test binaries (monkeys included) and CIFAR-10.1 v6 and v4 arrays."""
+        cifar = root / CIFAR10_DIR
+        cifar.mkdir(parents=True, exist_ok=True)
+        labels = [label for label in range(len(CIFAR10_CLASSES)) for _ in range(images_per_class)]
+
+        def batch(name: str) -> None:
+            data = np.stack([random_pixels(rng).transpose(2, 0, 1).reshape(-1) for _ in labels])  # channel-major rows
+            with open(cifar / name, "wb") as f:
+                pickle.dump({"batch_label": name, "labels": labels, "data": data}, f)
+
+        for i in range(1, 6):
+            batch(f"data_batch_{i}")
+        batch("test_batch")
+        with open(cifar / "batches.meta", "wb") as f:
+            pickle.dump({"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": len(labels), "num_vis": 3072}, f)
+
+        stl = root / STL10_DIR
+        stl.mkdir(parents=True, exist_ok=True)
+        stl_labels = [label for label in range(len(STL10_CLASSES)) for _ in range(images_per_class)]
+        images = []
+        for label in stl_labels:
+            image = random_pixels(rng, STL10_SIZE)
+            # The top row carries the STL label (a test reads it back); the left column differs, so a reader that
+            # transposed the images wrongly would read another value.
+            image[:, 0, 0] = 255
+            image[0, :, 0] = 20 * label + 10
+            images.append(image.transpose(2, 1, 0))  # STL-10 stores each channel column-major
+        (stl / "test_X.bin").write_bytes(np.stack(images).tobytes())
+        (stl / "test_y.bin").write_bytes((np.asarray(stl_labels, dtype=np.uint8) + 1).tobytes())  # labels 1..10
+        (stl / "class_names.txt").write_text("\n".join(STL10_CLASSES) + "\n")
+
+        cifar101 = root / CIFAR101_DIR
+        cifar101.mkdir(parents=True, exist_ok=True)
+        for version, extra in (("v6", 0), ("v4", 1)):  # v4 is the larger release, as in the real data
+            version_labels = np.asarray(labels + list(range(extra)), dtype=np.int64)
+            np.save(cifar101 / f"cifar10.1_{version}_data.npy", np.stack([random_pixels(rng) for _ in version_labels]))
+            np.save(cifar101 / f"cifar10.1_{version}_labels.npy", version_labels)

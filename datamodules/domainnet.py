@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .base import ID_TEST, DatasetMissing
 from .class_tables import DOMAINNET40
+from .fakes import write_images
 from .imagedata import DataSource, ImageShiftDataModule, LabeledFiles, SetSpec
 from .transforms import Pipeline, horizontal_flip, random_crop, resize, scaled
 
@@ -69,3 +72,15 @@ class DomainNetShift(ImageShiftDataModule):
 
     def load(self, spec: SetSpec, path: Path) -> LabeledFiles:
         return read_sentry_list(path)
+
+    @classmethod
+    def write_fake(cls, root: Path, images_per_class: int, rng: np.random.Generator) -> None:
+        """All 40 classes in the four domains, with SENTRY-style lists (CRLF line ends, as the originals)."""
+        for domain in ("sketch", "real", "painting", "clipart"):
+            for split in ("train", "test"):
+                lines = []
+                for label, name in enumerate(DOMAINNET40):
+                    for path in write_images(root / "domainnet" / domain / name, images_per_class, rng, ".jpg",
+                                             prefix=f"{domain}_{split}_"):
+                        lines.append(f"{domain}/{name}/{path.name} {label}\r\n")
+                (root / "domainnet" / f"{domain}_{split}_mini.txt").write_text("".join(lines), newline="")

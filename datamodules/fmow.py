@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from .base import ID_TEST, DatasetMissing
 from .class_tables import FMOW_CATEGORIES
+from .fakes import random_pixels
 from .imagedata import DataSource, ImageShiftDataModule, LabeledFiles, SetSpec
 from .transforms import Pipeline, horizontal_flip, random_resized_crop, resize
 
@@ -35,6 +37,11 @@ IN_TIME_BEFORE = pd.Timestamp("2013-01-01", tz="UTC")
 # Each set: (WILDS split, region name).
 SELECTIONS = {"train": ("train", "Americas"), ID_TEST: ("id_val", "Americas"),
               "africa": ("id_val", "Africa"), "europe": ("id_val", "Europe")}
+# The fake's (country code, region); the last code is missing from the mapping, so WILDS calls its region "Other".
+FAKE_FMOW_COUNTRIES = (("USA", "Americas"), ("BRA", "Americas"), ("NGA", "Africa"), ("FRA", "Europe"),
+                       ("CHN", "Asia"), ("ZZZ", None))
+# Category 61 is absent from the Americas but not from Africa and Europe (the model still has 62 outputs).
+FAKE_FMOW_CATEGORIES = {"Americas": (0, 5), "Africa": (0, 5, 61), "Europe": (5, 61), "Asia": (0,), "Other": (0,)}
 
 
 def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -94,3 +101,24 @@ class FmowShift(ImageShiftDataModule):
 
     def load(self, spec: SetSpec, path: Path) -> LabeledFiles:
         return read_fmow(path, *SELECTIONS[spec.name])
+
+    @classmethod
+    def write_fake(cls, root: Path, images_per_class: int, rng: np.random.Generator) -> None:
+        """WILDS-style FMoW metadata over five regions and four splits, half the images from after 2012."""
+        directory = root / FMOW_DIR
+        (directory / "images").mkdir(parents=True, exist_ok=True)
+        rows = []
+        for code, region in FAKE_FMOW_COUNTRIES:
+            for split in ("train", "val", "test", "seq"):
+                for category in FAKE_FMOW_CATEGORIES[region or "Other"]:
+                    for i in range(images_per_class):
+                        for timestamp in ("2010-06-15T10:16:40Z", "2014-03-02T08:01:12.345Z"):
+                            rows.append({"split": split, "category": FMOW_CATEGORIES[category], "country_code": code,
+                                         "timestamp": timestamp, "img_filename": f"{code}_{category}_{i}.jpg"})
+        metadata = pd.DataFrame(rows)
+        metadata["img_path"] = "images/" + metadata["img_filename"]
+        metadata.to_csv(directory / "rgb_metadata.csv", index=False)
+        mapping = [{"name": code, "alpha-3": code, "region": region} for code, region in FAKE_FMOW_COUNTRIES if region]
+        pd.DataFrame(mapping).to_csv(directory / "country_code_mapping.csv", index=False)
+        for row in range(len(metadata)):
+            Image.fromarray(random_pixels(rng)).save(directory / "images" / f"rgb_img_{row}.png")

@@ -14,7 +14,10 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 from .base import ID_TEST, ID_VAL, DatasetMissing
+from .fakes import write_images
 from .imagedata import ClassFolders, DataSource, ImageShiftDataModule, SetSpec, class_folders
 
 FOLDER = DataSource(
@@ -86,3 +89,12 @@ class FolderShift(ImageShiftDataModule):
     def load(self, spec: SetSpec, path: Path) -> ClassFolders:
         labels = {name: index for index, name in enumerate(self.class_names)}
         return ClassFolders(path, labels, require_all=spec.split == "train")
+
+    @classmethod
+    def write_fake(cls, root: Path, images_per_class: int, rng: np.random.Generator) -> None:
+        """train/ and id_eval/ with three classes, an OOD folder shifted/ with two of them: pass them as the
+        benchmark's options."""
+        for directory, classes in (("train", ("cat", "dog", "fox")), ("id_eval", ("cat", "dog", "fox")),
+                                   ("shifted", ("cat", "fox"))):
+            for name in classes:
+                write_images(root / directory / name, images_per_class, rng, ".png")

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from timm.data import ImageNetInfo
 
 from .base import ID_TEST
 from .class_tables import IMAGENET_A_WNIDS, IMAGENET_R_WNIDS
+from .fakes import write_images
 from .imagedata import ClassFolders, DataSource, ImageShiftDataModule, SetSpec
 from .transforms import Pipeline, center_crop, horizontal_flip, random_resized_crop, resize
 
@@ -60,6 +62,8 @@ IMAGENET_A = DataSource(
 IMAGENET_TRAIN_DIR = "imagenet/train"
 IMAGENET_VAL_DIR = "imagenet/val"
 IMAGENET_V2_DIR = "imagenetv2-matched-frequency-format-val"
+# The fake's ImageNet-V2 folders: their sorted order differs from their numeric order.
+FAKE_V2_FOLDERS = ("0", "2", "10", "100", "999")
 
 
 def imagenet_subset(wnids: tuple[str, ...]) -> tuple[int, ...]:
@@ -96,3 +100,19 @@ class ImageNetShift(ImageShiftDataModule):
         else:
             labels = IMAGENET_INDEX
         return ClassFolders(path, labels, require_all=False)
+
+    @classmethod
+    def write_fake(cls, root: Path, images_per_class: int, rng: np.random.Generator) -> None:
+        """A few classes of each ImageNet set, at both ends of the 1k index range."""
+        some = [IMAGENET_WNIDS[i] for i in (0, 1, 500, 999)]
+        folders = {
+            IMAGENET_TRAIN_DIR: (some, ".JPEG"),
+            IMAGENET_VAL_DIR: (some, ".JPEG"),
+            IMAGENET_V2_DIR: (FAKE_V2_FOLDERS, ".jpeg"),
+            "imagenet-r": ([IMAGENET_R_WNIDS[i] for i in (0, 100, 199)], ".jpg"),
+            "sketch": ([IMAGENET_WNIDS[i] for i in (0, 999)], ".JPEG"),
+            "imagenet-a": ([IMAGENET_A_WNIDS[i] for i in (0, 100, 199)], ".jpg"),
+        }
+        for directory, (classes, suffix) in folders.items():
+            for name in classes:
+                write_images(root / directory / name, images_per_class, rng, suffix)

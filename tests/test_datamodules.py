@@ -16,10 +16,13 @@ from lpft_bench.datamodules import (
 )
 from lpft_bench.datamodules.class_tables import DOMAINNET40, IMAGENET_R_WNIDS, LIVING17, STL10_TO_CIFAR10
 from lpft_bench.datamodules.imagenet import IMAGENET_INDEX
+from lpft_bench.errors import UsageError
 from lpft_bench.strategies.module import restrict_logits
+from lpft_bench.suites import SUITES
 
 SMALL = {"input_size": (3, 32, 32)}
-CANONICAL = ("living17", "entity30", "domainnet", "cifar10", "fmow", "imagenet")
+# Every benchmark read from a layout under the data root: the registry says which, so a new one is tested too.
+CANONICAL = tuple(name for name, benchmark in BENCHMARKS.items() if benchmark.canonical)
 OOD_SETS = {
     "living17": ["living17-target"],
     "entity30": ["entity30-target"],
@@ -324,6 +327,15 @@ def test_a_corrupt_image_is_named(fake_root, tmp_path):
     index = [path for path, _ in dm.splits.train.images.samples].index(str(victim))
     with pytest.raises(CorruptImage, match=re.escape(str(victim))):
         dm.splits.train[index]
+
+
+def test_every_canonical_benchmark_writes_its_own_fake_and_runs_in_the_smoke_suite(tmp_path):
+    assert all(BENCHMARKS[name].write_fake is not None for name in CANONICAL)
+    assert list(SUITES["smoke"].benchmarks) == ["digits", *CANONICAL]
+    with pytest.raises(UsageError, match="no fake for 'digits'"):  # its data ships with scikit-learn
+        write_fake("digits", tmp_path)
+    with pytest.raises(UsageError, match="images_per_class"):
+        write_fake("cifar10", tmp_path, images_per_class=0)
 
 
 def test_dataset_missing_survives_pickling():
