@@ -98,4 +98,4 @@ def test_smoke_suite_runs_every_benchmark_and_strategy_on_fakes_to_tables(tmp_pa
     assert runs.groupby("benchmark")["eval_set"].nunique().to_dict() == {
         "digits": 4, "living17": 2, "entity30": 2, "domainnet": 4, "cifar10": 3, "fmow": 3, "imagenet": 5}
     ood = pd.read_csv(out / "ood.csv", index_col="strategy")
-    assert len([c for c in ood.columns if not c.endswith(("±90%", "seeds")) and c != "average"]) == 2 + 13
+    assert len([c for c in ood.columns if not c.endswith(("90% CI", "seeds")) and c != "average"]) == 2 + 13

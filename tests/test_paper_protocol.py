@@ -288,3 +288,24 @@ def test_paper_suite_domainnet_batch_32_and_imagenet_sgd_probe_on_a_cosine_sched
     (imagenet_lp,) = [j for j in jobs if j.benchmark == "imagenet" and j.strategy == "lp"]
     (probe,) = get_strategy("lp").phases(imagenet_lp.hparams)
     assert (probe.trains, probe.epochs, probe.schedule) == ("head", 5, "cosine")
+
+
+def test_intervals_are_the_official_1_645_s_over_root_n_labelled_so_student_t_on_request():
+    import math
+
+    import pandas as pd
+
+    from lpft_bench.analysis.tables import INTERVAL_LABELS, read_paper_tables, summary_table
+
+    accuracies = [80.0, 82.0, 84.5]
+    selected = pd.DataFrame({"strategy": "lp", "benchmark": "living17", "data": "d", "backbone": "b", "backbone_key": "k",
+                             "eval_set": "id_test",
+                             "split": "id", "acc": accuracies})
+    s = pd.Series(accuracies).std(ddof=1)
+    normal = summary_table(selected, "id")
+    assert normal.loc["lp", "living17 90% CI"] == pytest.approx(round(1.645 * s / math.sqrt(3), 2))
+    student = summary_table(selected, "id", interval="student-t")
+    assert student.loc["lp", "living17 90% CI"] == pytest.approx(round(2.919986 * s / math.sqrt(3), 2))
+    assert INTERVAL_LABELS["normal"] == "90% CI (1.645 s/sqrt(n))"
+    # The paper's parenthesised figures are that interval, not a standard deviation.
+    assert "ci90" in read_paper_tables().columns

@@ -13,6 +13,7 @@ from lpft_bench.storage import atomic_write
 from lpft_bench.strategies import STRATEGIES, get_strategy
 from lpft_bench.strategies.kinds import phase_kind
 from lpft_bench.analysis.tables import (
+    INTERVAL_LABELS,
     PAPER_TABLES,
     format_table,
     load_records,
@@ -151,7 +152,7 @@ def plot_id_vs_ood(points: pd.DataFrame, benchmark: str, markers: dict[str, str]
                     label=f"{strategy}, {ood_set}")
     ax.set_xlabel("ID test accuracy (%)")
     ax.set_ylabel("OOD accuracy (%)")
-    ax.set_title(f"{benchmark}: ID vs OOD (90% interval over seeds)")
+    ax.set_title(f"{benchmark}: ID vs OOD ({INTERVAL_LABELS['normal']} over seeds)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return _save_figure(fig, points, png)
@@ -188,7 +189,7 @@ def plot_head_probing(summary: pd.DataFrame, benchmark: str, png: Path) -> list[
 def _table_section(split: str, title: str, table: pd.DataFrame, benchmarks: list[str], out: Path) -> list[str]:
     csv = f"{split}.csv"
     atomic_write(out / csv, lambda tmp: table.to_csv(tmp))
-    lines = [f"## {title}", "", "```text", format_table(table, f"{title}, mean ± 90% interval over seeds"), "```", "",
+    lines = [f"## {title}", "", "```text", format_table(table, f"{title}, mean ± {INTERVAL_LABELS['normal']} over seeds"), "```", "",
              f"Numbers: [{csv}]({csv})", ""]
     if not PAPER_TABLES.exists():
         return lines + [f"The paper's tables are not at {PAPER_TABLES}: no comparison.", ""]
@@ -197,7 +198,7 @@ def _table_section(split: str, title: str, table: pd.DataFrame, benchmarks: list
     if not comparison.empty:
         comparison_csv = f"{split}_vs_paper.csv"
         atomic_write(out / comparison_csv, lambda tmp: comparison.to_csv(tmp, index=False))
-        lines += ["Beside Kumar et al. 2022 (paper: mean and std over seeds as published):", "", "```text",
+        lines += [f"Beside Kumar et al. 2022 (paper: mean and {INTERVAL_LABELS['normal']} over seeds as published):", "", "```text",
                   comparison.to_string(index=False, float_format="{:.1f}".format), "```", "",
                   f"Numbers: [{comparison_csv}]({comparison_csv})", ""]
     unmatched = [b for b in benchmarks if b not in compared]
@@ -209,7 +210,7 @@ def _table_section(split: str, title: str, table: pd.DataFrame, benchmarks: list
 def _id_vs_ood_section(id_table: pd.DataFrame, ood_table: pd.DataFrame, out: Path) -> list[str]:
     lines = ["## ID vs OOD accuracy", "",
              "One marker per strategy at its selected hyperparameters, one point per OOD set; "
-             "error bars: 90% interval over seeds.", ""]
+             f"error bars: {INTERVAL_LABELS['normal']} over seeds.", ""]
     points = id_vs_ood_points(table_cells(id_table), table_cells(ood_table))
     if points.empty:
         return lines + ["No benchmark in this store has both ID test and OOD accuracy: no scatter.", ""]

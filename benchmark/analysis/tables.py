@@ -112,6 +112,8 @@ def interval_halfwidth(values: pd.Series, interval: str = "normal") -> float:
     """The 90% interval's half-width over seeds (sample std s): 1.645 s/sqrt(n), as the authors' summary, or
     Student-t's t(0.95, n - 1) s/sqrt(n)."""
     n = len(values)
+    if interval not in INTERVAL_LABELS:
+        raise ValueError(f"interval must be one of {', '.join(INTERVAL_LABELS)}, not {interval!r}")
     if n < 2:
         return float("nan")
     factor = {"normal": Z90, "student-t": None}[interval]
@@ -216,9 +218,9 @@ def read_paper_tables(path: Path = PAPER_TABLES) -> pd.DataFrame:
 
 
 def paper_comparison(cells: pd.DataFrame, paper: pd.DataFrame, split: str) -> pd.DataFrame:
-    """This suite's cells beside the paper's accuracy (and std) for the columns and strategies both report."""
-    reported = paper.loc[paper["split"] == split, ["column", "strategy", "acc", "std"]]
-    return cells.merge(reported.rename(columns={"acc": "paper", "std": "paper std"}), on=["column", "strategy"])
+    """This suite's cells beside the paper's accuracy (and its 90% CI) for the columns and strategies both report."""
+    reported = paper.loc[paper["split"] == split, ["column", "strategy", "acc", "ci90"]]
+    return cells.merge(reported.rename(columns={"acc": "paper", "ci90": "paper 90% CI"}), on=["column", "strategy"])
 
 
 def _write_csv(frame: pd.DataFrame, path: Path, index: bool) -> None:
@@ -240,12 +242,14 @@ def export_tables(store: Path, form: str) -> list[Path]:
 
 def collect(store: Path) -> str:
     """Write runs.csv, id.csv, ood.csv, vs_paper.csv and summary.md into the store (and calibration.csv when jobs
-    recorded temperature scaling); return the printed tables."""
+    recorded temperature scaling); return the printed tables. `interval`: which 90% interval the tables hold
+    (INTERVAL_LABELS); the printout and summary.md say which."""
     store = Path(store)
     records = load_records(store)
     runs = runs_frame(records)
     selected = select_hparams(runs)
-    id_table, ood_table = summary_table(selected, "id"), summary_table(with_oracle(selected, records), "ood")
+    id_table = summary_table(selected, "id", interval)
+    ood_table = summary_table(with_oracle(selected, records), "ood", interval)
     _write_csv(runs, store / "runs.csv", index=False)
     _write_csv(id_table, store / "id.csv", index=True)
     _write_csv(ood_table, store / "ood.csv", index=True)
@@ -255,8 +259,9 @@ def collect(store: Path) -> str:
     comparison = comparison.assign(difference=(comparison["mean"] - comparison["paper"]).round(2))
     _write_csv(comparison, store / "vs_paper.csv", index=False)
     failed = [r for r in records if r.get("status") == "failed"]
-    lines = [format_table(id_table, "ID accuracy (%), mean ± 90% interval over seeds"), "",
-             format_table(ood_table, "OOD accuracy (%), mean ± 90% interval over seeds")]
+    label = INTERVAL_LABELS[interval]
+    lines = [format_table(id_table, f"ID accuracy (%), mean ± {label} over seeds"), "",
+             format_table(ood_table, f"OOD accuracy (%), mean ± {label} over seeds")]
     for claims in (ordering_lines(table_cells(ood_table)), grid_edge_lines(runs, selected)):
         lines += ["", *claims] if claims else []
     calibration = calibration_table(records, selected)
@@ -268,7 +273,7 @@ def collect(store: Path) -> str:
     text = "\n".join(lines)
     summary = [f"# Results of {store.name}", "",
                f"{len(records) - len(failed)} finished job(s), {len(failed)} failed. Epoch and hyperparameters "
-               "selected on ID validation; intervals are 1.645·std/√n over seeds.", "", "```", text, "```", ""]
+               f"selected on ID validation; intervals: {label} over seeds (s: sample std).", "", "```", text, "```", ""]
     if not comparison.empty:
         summary += ["Beside Kumar et al. 2022 (`vs_paper.csv`):", "", "```",
                     comparison[["split", "strategy", "column", "mean", "paper", "difference"]].to_string(index=False),
