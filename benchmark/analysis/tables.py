@@ -116,9 +116,9 @@ def interval_halfwidth(values: pd.Series, interval: str = "normal") -> float:
         raise ValueError(f"interval must be one of {', '.join(INTERVAL_LABELS)}, not {interval!r}")
     if n < 2:
         return float("nan")
-    factor = {"normal": Z90, "student-t": None}[interval]
-    if factor is None:
-        from scipy.stats import t
+    if interval == "normal":
+        return Z90 * values.std(ddof=1) / math.sqrt(n)
+    from scipy.stats import t
 
         factor = float(t.ppf(0.95, n - 1))
     return factor * values.std(ddof=1) / math.sqrt(n)
@@ -240,7 +240,7 @@ def export_tables(store: Path, form: str) -> list[Path]:
     return written
 
 
-def collect(store: Path) -> str:
+def collect(store: Path, interval: str = "normal") -> str:
     """Write runs.csv, id.csv, ood.csv, vs_paper.csv and summary.md into the store (and calibration.csv when jobs
     recorded temperature scaling); return the printed tables. `interval`: which 90% interval the tables hold
     (INTERVAL_LABELS); the printout and summary.md say which."""
