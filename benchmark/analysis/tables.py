@@ -111,17 +111,16 @@ def column_labels(frame: pd.DataFrame) -> pd.Series:
 def interval_halfwidth(values: pd.Series, interval: str = "normal") -> float:
     """The 90% interval's half-width over seeds (sample std s): 1.645 s/sqrt(n), as the authors' summary, or
     Student-t's t(0.95, n - 1) s/sqrt(n)."""
-    n = len(values)
     if interval not in INTERVAL_LABELS:
         raise ValueError(f"interval must be one of {', '.join(INTERVAL_LABELS)}, not {interval!r}")
+    n = len(values)
     if n < 2:
         return float("nan")
     if interval == "normal":
         return Z90 * values.std(ddof=1) / math.sqrt(n)
     from scipy.stats import t
 
-        factor = float(t.ppf(0.95, n - 1))
-    return factor * values.std(ddof=1) / math.sqrt(n)
+    return float(t.ppf(0.95, n - 1)) * values.std(ddof=1) / math.sqrt(n)
 
 
 def summary_table(selected: pd.DataFrame, split: str, interval: str = "normal") -> pd.DataFrame:
