@@ -309,3 +309,17 @@ def test_intervals_are_the_official_1_645_s_over_root_n_labelled_so_student_t_on
     assert INTERVAL_LABELS["normal"] == "90% CI (1.645 s/sqrt(n))"
     # The paper's parenthesised figures are that interval, not a standard deviation.
     assert "ci90" in read_paper_tables().columns
+
+
+def test_theory_pretrained_features_have_orthonormal_rows_distance_up_to_rotation_and_m_below_d_minus_k():
+    from lpft_bench.analysis.theory import distance_up_to_rotation, make_problem, perturb_features
+
+    rng = np.random.default_rng(0)
+    problem = make_problem(d=12, k=2, m=5, n=20, rng=rng)
+    pretrained = perturb_features(problem.true_features, 0.05, rng)
+    np.testing.assert_allclose(pretrained @ pretrained.T, np.eye(2), atol=1e-12)
+    assert 0 < distance_up_to_rotation(pretrained, problem.true_features) <= 0.05 + 1e-9
+    rotation = np.array([[0.0, -1.0], [1.0, 0.0]])
+    assert distance_up_to_rotation(rotation @ problem.true_features, problem.true_features) < 1e-12
+    with pytest.raises(ValueError, match="m < d - k"):
+        make_problem(d=12, k=2, m=10, n=20, rng=rng)

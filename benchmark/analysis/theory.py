@@ -74,8 +74,9 @@ def _orthonormal_columns(rng: np.random.Generator, rows: int, cols: int) -> np.n
 
 
 def make_problem(d: int, k: int, m: int, n: int, rng: np.random.Generator) -> Problem:
-    if not k <= m < d:
-        raise ValueError(f"need k <= m < d (LP must be identifiable on S, and S a proper subspace); got k={k}, m={m}, d={d}")
+    if not k <= m < d - k:
+        raise ValueError(f"need k <= m < d - k (LP identifiable on S, and S⊥ wide enough to hold the k feature "
+                         f"directions, as the theorem assumes); got k={k}, m={m}, d={d}")
     if n < m:
         raise ValueError(f"need n >= m so the training inputs span S; got n={n}, m={m}")
     true_features = _orthonormal_columns(rng, d, k).T
@@ -88,8 +89,19 @@ def make_problem(d: int, k: int, m: int, n: int, rng: np.random.Generator) -> Pr
 
 
 def perturb_features(true_features: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
+    """B₀: B* moved by eps in a random direction, its rows then re-orthonormalised, since the theorem's
+    pretrained features, like B*, have orthonormal rows (QR with signs kept, so B₀ stays next to B*)."""
     direction = rng.standard_normal(true_features.shape)
-    return true_features + eps * direction / np.linalg.norm(direction)
+    moved = true_features + eps * direction / np.linalg.norm(direction)
+    q, r = np.linalg.qr(moved.T)
+    return (q * np.sign(np.diag(r))).T
+
+
+def distance_up_to_rotation(features: np.ndarray, true_features: np.ndarray) -> float:
+    """min over rotations U of ‖B − U B*‖_F, the theorem's ε (features are identified up to a rotation of
+    the k-dimensional representation); orthogonal Procrustes."""
+    u, _, vt = np.linalg.svd(features @ true_features.T)
+    return float(np.linalg.norm(features - u @ vt @ true_features))
 
 
 def _residual_gradient(problem: Problem, features: np.ndarray, head: np.ndarray) -> np.ndarray:
@@ -146,6 +158,8 @@ def _row(problem: Problem, method: str, eps: float, seed: int, pretrained: np.nd
         "feature_change_on_S_perp": float(np.linalg.norm(change @ orthogonal)),
         "head_distance_to_true": float(np.linalg.norm(head - problem.true_head)),
         "lp_gd_gap_to_lstsq": lp_gap_to_lstsq,
+        # The theorem's ε: B₀'s distance from B* up to a rotation (at most the nominal eps).
+        "eps_up_to_rotation": distance_up_to_rotation(pretrained, problem.true_features),
     }
 
 
