@@ -18,7 +18,8 @@ from lpft_bench.matrix import matrix_jobs
 
 CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 CLASSES = ("airplane", "automobile", "ship")
-SMALL_LITE0 = {"name": "efficientnet-lite0", "data_config": {"input_size": [3, 32, 32]}}
+# What identity is tested on needs no pretrained features: a small random timm network keeps the LPs quick.
+SMALL_NET = {"name": "timm:resnet10t", "random": True, "data_config": {"input_size": [3, 32, 32]}}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def write_dataset(root: Path, images, train: slice, test: slice) -> Path:
 def write_config(path: Path, data: str, strategies: dict, backbone=None, name: str = "my-shift",
                  label: str = "my-cifar") -> Path:
     config = {"name": name, "seeds": [0],
-              "benchmarks": {label: {"benchmark": "folder", "backbone": backbone or SMALL_LITE0,
+              "benchmarks": {label: {"benchmark": "folder", "backbone": backbone or SMALL_NET,
                                      "options": {"train": f"{data}/train", "id_eval": f"{data}/test",
                                                  "ood": {"blur": f"{data}/blur", "noise": f"{data}/noise"}},
                                      "common": {"epochs": 1, "batch_size": 32}}},
@@ -108,15 +109,15 @@ def test_input_sizes_and_strategy_variants_are_their_own_ids_and_rows(tmp_path, 
     strategies = {"lp-ft": {"lr": 1e-3}, "lp-ft-bn-train": {"strategy": "lp-ft", "lr": 1e-3, "batchnorm": "train"}}
     config = yaml.safe_load(write_config(tmp_path / "c.yaml", "a", strategies).read_text())
     plan = config["benchmarks"]["my-cifar"]
-    config["benchmarks"] = {"my-cifar": {**plan, "backbone": {**SMALL_LITE0, "label": "lite0-32"}},
-                            "my-cifar-48": {**plan, "backbone": {**SMALL_LITE0, "label": "lite0-48",
+    config["benchmarks"] = {"my-cifar": {**plan, "backbone": {**SMALL_NET, "label": "r10-32"}},
+                            "my-cifar-48": {**plan, "backbone": {**SMALL_NET, "label": "r10-48",
                                                                   "data_config": {"input_size": [3, 48, 48]}}}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     jobs = load_experiment(tmp_path / "c.yaml").expand()
     assert len({job.id for job in jobs}) == len(jobs) == 4, "two input sizes x two variants: four jobs"
     assert run_cli("--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "store")) == 0
     id_table = pd.read_csv(tmp_path / "store" / "id.csv", index_col=0)
-    assert set(id_table.index) == {f"{s} @ {b}" for s in strategies for b in ("lite0-32", "lite0-48")}
+    assert set(id_table.index) == {f"{s} @ {b}" for s in strategies for b in ("r10-32", "r10-48")}
     records = [json.loads(p.read_text()) for p in (tmp_path / "store" / "jobs").glob("*/record.json")]
     probes = {r["phases"][0]["end"]["head_sha256"] for r in records}
     assert len(probes) == 2, "each input size has its own LP head; the two variants share it"
@@ -135,7 +136,7 @@ def test_two_backbones_on_one_benchmark_are_two_rows(tmp_path, cifar_images):
     assert run_cli("--config", str(tmp_path / "c.yaml"), "--out", str(store), "--backbone", "timm:resnet18",
                    "--backbone-option", "random=true", "--backbone-option", "data_config={input_size: [3, 32, 32]}") == 0
     id_table = pd.read_csv(store / "id.csv", index_col=0)
-    assert set(id_table.index) == {"lp @ efficientnet-lite0", "lp @ timm:resnet18"}
+    assert set(id_table.index) == {"lp @ timm:resnet10t", "lp @ timm:resnet18"}
 
 
 @pytest.mark.parametrize("change, message", [

@@ -7,8 +7,6 @@ import math
 
 import pandas as pd
 
-from lpft_bench.storage import meaning_hash
-
 ORACLE = "oracle"  # the row of the OOD table holding the oracle probe (LP fitted on each OOD set itself)
 
 
@@ -19,11 +17,10 @@ def oracle_rows(records: list[dict]) -> pd.DataFrame:
     for record in records:
         if record.get("status") != "done":
             continue
-        job, labels = record["job"], record["job"].get("labels") or {}
-        setting = {"benchmark": labels.get("benchmark") or job["benchmark"],
-                   "data": meaning_hash(record["meaning"]["benchmark"], 8),
-                   "backbone": labels.get("backbone") or job["backbone"],
-                   "backbone_key": meaning_hash(record["meaning"]["backbone"], 8)}
+        from lpft_bench.analysis.tables import record_setting  # tables imports this module
+
+        job = record["job"]
+        setting = {k: v for k, v in record_setting(record).items() if k in ("benchmark", "data", "backbone", "backbone_key")}
         for phase in record.get("phases", []):
             for eval_set, oracle in phase.get("oracle", {}).items():
                 key = (setting["data"], setting["backbone_key"], job["seed"], eval_set)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from lpft_bench.analysis.claims import grid_edge_lines, ordering_lines, with_oracle
+from lpft_bench.errors import UsageError
 from lpft_bench.storage import atomic_write, meaning_hash
 
 Z90 = 1.645  # the paper's 90% interval: 1.645 * std / sqrt(n)
@@ -26,7 +27,7 @@ CELL_COLUMNS = ["strategy", "column", "mean", "ci90", "seeds"]
 def load_records(store: Path) -> list[dict]:
     jobs = Path(store) / "jobs"
     if not jobs.is_dir():
-        raise FileNotFoundError(f"no results store at {store}: expected {jobs}/<job id>/record.json, "
+        raise UsageError(f"no results store at {store}: expected {jobs}/<job id>/record.json, "
                                 "as `lpft-bench run --out DIR` writes")
     from lpft_bench.engine.store import CorruptFile, load_record
 
@@ -45,6 +46,18 @@ RUN_COLUMNS = ["job_id", "benchmark", "benchmark_name", "data", "backbone", "bac
 SETTING = ["benchmark", "data", "backbone", "backbone_key", "strategy"]
 
 
+def record_setting(record: dict) -> dict:
+    """What a record's result is of, as table keys: labels (else names) and short hashes of the benchmark's data
+    and the backbone's meaning (a record without its meaning is keyed by its job's benchmark and backbone)."""
+    job, labels = record["job"], record["job"].get("labels") or {}
+    meaning = record.get("meaning") or {"benchmark": {"name": job["benchmark"], "options": job["benchmark_options"]},
+                                        "backbone": [job["backbone"], job.get("checkpoint")]}
+    return {"benchmark": labels.get("benchmark") or job["benchmark"], "benchmark_name": job["benchmark"],
+            "data": meaning_hash(meaning["benchmark"], 8), "backbone": labels.get("backbone") or job["backbone"],
+            "backbone_key": meaning_hash(meaning["backbone"], 8), "strategy": labels.get("strategy") or job["strategy"],
+            "strategy_name": job["strategy"]}
+
+
 def runs_frame(records: list[dict]) -> pd.DataFrame:
     """One row per finished job x evaluation set, at the epoch the job selected on ID validation (accuracy in %).
 
@@ -55,18 +68,11 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
     for record in records:
         if record.get("status") != "done":
             continue
-        job, selection, meaning = record["job"], record["selection"], record["meaning"]
-        labels = job.get("labels") or {}
+        job, selection, setting = record["job"], record["selection"], record_setting(record)
         for eval_set, accuracy in record["final"].items():
             rows.append({
                 "job_id": record["job_id"],
-                "benchmark": labels.get("benchmark") or job["benchmark"],
-                "benchmark_name": job["benchmark"],
-                "data": meaning_hash(meaning["benchmark"], 8),
-                "backbone": labels.get("backbone") or job["backbone"],
-                "backbone_key": meaning_hash(meaning["backbone"], 8),
-                "strategy": labels.get("strategy") or job["strategy"],
-                "strategy_name": job["strategy"],
+                **setting,
                 "hparams": json.dumps(job["hparams"], sort_keys=True),
                 "seed": job["seed"],
                 "eval_set": eval_set,
