@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from timm.models import group_parameters
 from torch import nn
 
 from .phases import Phase
@@ -15,15 +16,44 @@ def _holds_state(module: nn.Module) -> bool:
     return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
 
 
+def _stage_label(parameter: str) -> str:
+    """A timm group's name from its first parameter: "layer1", "blocks.3"; timm's `stages.i` (ByobNet, as CLIP
+    RN50's own `layer{i+1}`; ConvNeXt) is "layer{i+1}"; a parameter outside every stage (the backbone's own head,
+    e.g. CLIP's attention pool and projection) is in the "neck"."""
+    match = re.match(r"(layer\d+|blocks\.\d+|stages\.(\d+))\.", parameter)
+    if match is None:
+        return NECK
+    return f"layer{int(match.group(2)) + 1}" if match.group(2) is not None else match.group(1)
+
+
+def _timm_groups(backbone: nn.Module) -> dict[str, tuple[str, ...]]:
+    """timm's own coarse grouping (`group_matcher`): the stem, each stage, the backbone's head; each group's
+    members are the modules holding its parameters (a module's parameters never straddle two groups), or the
+    parameter itself where the backbone holds it directly (a ViT's tokens)."""
+    grouped = group_parameters(backbone, backbone.group_matcher(coarse=True))
+    groups: dict[str, tuple[str, ...]] = {}
+    for index, names in enumerate(grouped.values()):
+        label = STEM if index == 0 else _stage_label(names[0])
+        if label in groups:
+            raise ValueError(f"{type(backbone).__name__}: timm's groups give two groups named {label!r}")
+        groups[label] = tuple(dict.fromkeys(f"backbone.{name.rsplit('.', 1)[0] if '.' in name else name}"
+                                            for name in names))
+    return groups
+
+
 def layer_groups(model: nn.Module) -> dict[str, tuple[str, ...]]:
     """Group name -> names of the model's submodules and parameters in it, bottom to top.
 
+    Where the backbone has timm's `group_matcher` (ResNet, CLIP RN50's ByobNet, ViT, ConvNeXt, EfficientNet),
+    its groups (`_timm_groups`) and the head. Otherwise, by the module layout:
     "stem": everything before the first stage (a ResNet's conv1/bn1, or its `stem`; a ViT's patch
     embedding with its class and position tokens); one group per stage (ResNet "layer1".."layer4",
     ViT and EfficientNet "blocks.0".."blocks.n"); "neck": backbone modules after the last stage that hold
     parameters or buffers (a ViT's final norm, EfficientNet's conv_head), when there are any; "head".
     """
     backbone = model.backbone
+    if hasattr(backbone, "group_matcher"):
+        return {**_timm_groups(backbone), HEAD: (HEAD,)}
     children = list(backbone.named_children())
     names = [name for name, _ in children]
     if "blocks" in names:

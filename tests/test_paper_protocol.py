@@ -163,7 +163,7 @@ def fake_root(tmp_path_factory):
 
 
 def _probe_training_features(benchmark, root, seed, mode="paper"):
-    """The probe's training features and the feature-cache set they were stored under."""
+    """The probe's training features and the feature cache entries (set, view, random) they were read from."""
     from types import SimpleNamespace
 
     import timm
@@ -180,8 +180,8 @@ def _probe_training_features(benchmark, root, seed, mode="paper"):
     backbone = timm.create_model("resnet10t", num_classes=0, channels=(8, 8, 8, 8), stem_width=8)
     requested = []
 
-    def features(name, dataset):
-        requested.append(name)
+    def features(name, dataset, view="eval", random_view=False):
+        requested.append((name, view, random_view))
         return extract_features(backbone, dm.eval_loader(dataset))
 
     context = SimpleNamespace(datamodule=dm, features=features)
@@ -193,10 +193,10 @@ def test_paper_lp_trains_on_one_seeded_augmented_view_clean_on_the_eval_view(fak
     other_seed, _ = _probe_training_features("living17", fake_root, seed=1)
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other_seed)  # Living-17 augments: LP differs across seeds, as in the paper
-    assert names == ["train-augmented-view"]  # cached apart from the evaluation view
+    assert names == [("train", "train-transform", True)]  # cached apart from the eval view, keyed on the seed
     cifar = [_probe_training_features("cifar10", fake_root, seed=s)[0] for s in (0, 1)]
     np.testing.assert_array_equal(*cifar)  # CIFAR does not augment: the paper's zero LP interval
-    assert _probe_training_features("living17", fake_root, seed=0, mode="clean")[1] == ["train"]
+    assert _probe_training_features("living17", fake_root, seed=0, mode="clean")[1] == [("train", "eval", False)]
 
 
 def test_reinit_defaults_to_resnet50_layer4_2_cumulative_from_the_top_and_needs_head_probing():
