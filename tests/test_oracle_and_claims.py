@@ -67,7 +67,8 @@ def test_grid_edges_are_reported_and_single_values_are_not_a_grid():
 
 def test_oracle_rows_come_once_per_seed_and_set_from_shared_probe_phases():
     def record(strategy, seed, acc):
-        return {"status": "done", "job": {"benchmark": "digits", "backbone": "b", "strategy": strategy, "seed": seed},
+        job = {"benchmark": "digits", "backbone": "b", "strategy": strategy, "seed": seed, "benchmark_options": {}}
+        return {"status": "done", "job": job,
                 "phases": [{"name": "lp", "oracle": {"rot": {"acc": acc}}}, {"name": "ft"}]}
 
     rows = oracle_rows([record("lp", 0, 0.9), record("lp-ft", 0, 0.9), record("lp", 1, 0.8)])
