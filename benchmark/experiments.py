@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -24,6 +25,20 @@ import yaml
 from lpft_bench.datamodules import benchmark_class
 from lpft_bench.errors import UsageError
 from lpft_bench.suites import Plan, Suite
+
+class _Loader(yaml.SafeLoader):
+    """YAML as people write it: 1e-3 is a number (YAML 1.1 alone reads it as the string "1e-3")."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+|[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+def read_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
 
 SUITE_KEYS = ("name", "description", "seeds", "benchmarks", "strategies")
 PLAN_KEYS = ("benchmark", "options", "backbone", "common", "grids")
@@ -83,7 +98,7 @@ def _parse(path: Path):
         import tomllib  # Python >= 3.11
 
         return tomllib.loads(path.read_text())
-    return yaml.safe_load(path.read_text())
+    return read_yaml(path.read_text())
 
 
 def load_experiment(path: str | Path) -> Suite:

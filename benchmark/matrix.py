@@ -8,7 +8,7 @@ import yaml
 
 from lpft_bench.engine import Job
 from lpft_bench.errors import UsageError
-from lpft_bench.experiments import load_experiment
+from lpft_bench.experiments import load_experiment, read_yaml
 from lpft_bench.strategies import get_strategy
 from lpft_bench.suites import SUITES, Suite, get_suite, strategy_of
 
@@ -23,7 +23,7 @@ def parse_assignments(texts: list[str] | None, flag: str) -> dict:
         if not sep or not key:
             raise UsageError(f"{flag} expects KEY=VALUE, got {text!r}")
         try:
-            parsed[key] = yaml.safe_load(value)
+            parsed[key] = read_yaml(value)
         except yaml.YAMLError as error:
             raise UsageError(f"{flag} {key}: {value!r} is not a value ({error.problem})") from error
     return parsed

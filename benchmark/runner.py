@@ -46,17 +46,39 @@ class Progress:
     busy: int = 0
     running: int = 0
     submitted: list = field(default_factory=list)  # slurm: the submitit jobs sent to the queue
+    current: dict = field(default_factory=dict)  # job directory -> its label, for the jobs running now
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
         self.bar = tqdm(total=self.total, desc="matrix", unit="job", disable=not self.show, dynamic_ncols=True)
+        self._closed = threading.Event()
+        if self.show:  # the running job's epoch, read from its progress note, whichever process runs it
+            threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._closed.wait(2.0):
+            with self._lock:
+                self._refresh()
+
+    def _now(self) -> str:
+        for job_dir, label in list(self.current.items())[:1]:
+            try:
+                note = json.loads((job_dir / "progress.json").read_text())
+            except (OSError, ValueError):
+                return f" | {label}"
+            accuracy = "" if note.get("acc") is None else f" val {note['acc']}%"
+            return f" | {label} {note['phase']} {note['epoch']}/{note['epochs']}{accuracy}"
+        return ""
 
     def _refresh(self) -> None:
-        self.bar.set_postfix_str(f"done={self.done + self.skipped} running={self.running} failed={self.failed}")
+        self.bar.set_postfix_str(f"done={self.done + self.skipped} running={self.running} failed={self.failed}"
+                                 + self._now())
 
-    def started(self) -> None:
+    def started(self, job: Job | None = None, job_dir: Path | None = None) -> None:
         with self._lock:
             self.running += 1
+            if job is not None:
+                self.current[job_dir] = f"{job.label('benchmark')}/{job.label('strategy')} seed {job.seed}"
             self._refresh()
 
     def finished(self, outcome: str) -> None:
@@ -68,6 +90,7 @@ class Progress:
             self._refresh()
 
     def close(self) -> None:
+        self._closed.set()
         self.bar.close()
 
 
@@ -111,8 +134,12 @@ def _attempt(job: Job, ctx: RunContext, progress: Progress, launch) -> None:
         if is_done(job_dir):  # finished by another runner between our check and the lock
             progress.finished("skipped")
         else:
-            progress.started()
-            progress.finished("done" if launch(job) else "failed")
+            progress.started(job, job_dir)
+            try:
+                outcome = "done" if launch(job) else "failed"
+            finally:
+                progress.current.pop(job_dir, None)
+            progress.finished(outcome)
 
 
 def _gpu_slots(slots: int, devices_per_job: int) -> Queue:

@@ -70,6 +70,23 @@ class FrozenLayerGroups(Callback):
             p.grad = None
 
 
+class ProgressNote(Callback):
+    """After every epoch, a one-line note of where the phase is (epoch, total, last selection-set accuracy) in
+    `path`, which the matrix's progress bar shows whichever process runs the job."""
+
+    def __init__(self, path, phase: str, selection_set: str):
+        self.path, self.phase, self.key = path, phase, f"acc/{selection_set}"
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        from lpft_bench.storage import write_json  # the storage helpers live in the package root
+
+        accuracy = trainer.callback_metrics.get(self.key)
+        write_json(self.path, {"phase": self.phase, "epoch": trainer.current_epoch + 1, "epochs": trainer.max_epochs,
+                               "acc": None if accuracy is None else round(100 * float(accuracy), 1)})
+
+
 class EpochRecorder(Callback):
     """Collects every evaluated epoch's logged metrics into plain dicts (the job record's history).
 

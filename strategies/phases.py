@@ -116,6 +116,11 @@ class Strategy:
         unknown = set(overrides or {}) - set(self.defaults)
         if unknown:
             raise UsageError(f"strategy {self.name!r} has no hyperparameters {sorted(unknown)}; it takes {sorted(self.defaults)}")
+        for name, value in (overrides or {}).items():
+            default = self.defaults[name]
+            numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+            if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise UsageError(f"strategy {self.name!r}: {name} must be a number like {default!r}, got {value!r}")
         return {**self.defaults, **(overrides or {})}
 
     def phases(self, overrides: dict | None = None) -> list[Phase]:

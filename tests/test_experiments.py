@@ -159,6 +159,15 @@ def test_bad_experiment_files_get_one_line_naming_what_was_expected(tmp_path, ci
     assert not (tmp_path / "store" / "jobs").exists(), "nothing ran"
 
 
+def test_numbers_are_numbers_as_people_write_them_and_a_string_for_a_number_is_refused():
+    from lpft_bench.matrix import parse_assignments
+
+    assert parse_assignments(["lr=1e-2", "epochs=3", "lr_grid=[1e-3, 3.0e-3]"], "--set") == {
+        "lr": 0.01, "epochs": 3, "lr_grid": [0.001, 0.003]}
+    with pytest.raises(ValueError, match="lr must be a number"):
+        Job("digits", "ft", 0, hparams={"lr": "fast"}).id  # noqa: B018
+
+
 def test_set_overrides_sweep_and_name_who_takes_what():
     jobs = matrix_jobs(load_suite("quickstart"), strategies=["ft"], seeds=[0], sets={"lr": [0.1, 0.2], "epochs": 2})
     assert sorted((j.hparams["lr"], j.hparams["epochs"]) for j in jobs) == [(0.1, 2), (0.2, 2)]

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lpft_bench.faults import fault_point
 from lpft_bench.interrupts import StopOnSignal
 from lpft_bench.storage import set_aside
-from lpft_bench.strategies.callbacks import (BatchNormEval, EpochRecorder, FinetuneDiagnostics, FrozenBackboneEval,
+from lpft_bench.strategies.callbacks import (ProgressNote, BatchNormEval, EpochRecorder, FinetuneDiagnostics, FrozenBackboneEval,
                                              FrozenLayerGroups)
 from lpft_bench.strategies.module import AdaptationModule
 
@@ -119,8 +119,8 @@ class GradientPhase(PhaseKind):
         recorder = EpochRecorder()
         last = checkpoint_dir / "last.ckpt"
         checkpoint = EpochCheckpoint(last, context.phase_key)
-        callbacks = [recorder, checkpoint, StopOnSignal(context.phase_key),
-                     *self.callbacks(phase, context)]
+        note = ProgressNote(context.work_dir / "progress.json", phase.name, dm.selection_set)
+        callbacks = [recorder, note, checkpoint, StopOnSignal(context.phase_key), *self.callbacks(phase, context)]
         if phase.batchnorm == "eval":
             callbacks.append(BatchNormEval())
         diagnostics = None
