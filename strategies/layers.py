@@ -27,17 +27,24 @@ def _stage_label(parameter: str) -> str:
 
 
 def _timm_groups(backbone: nn.Module) -> dict[str, tuple[str, ...]]:
-    """timm's own coarse grouping (`group_matcher`): the stem, each stage, the backbone's head; each group's
-    members are the modules holding its parameters (a module's parameters never straddle two groups), or the
-    parameter itself where the backbone holds it directly (a ViT's tokens)."""
+    """timm's own coarse grouping (`group_matcher`): the stem, each stage (the final norm with the last, as
+    timm's layer decay has it), the backbone's head; each group's members are the outermost modules all of whose
+    parameters are in it (`layer2`, `patch_embed`), or a parameter the backbone holds directly (a ViT's tokens)."""
     grouped = group_parameters(backbone, backbone.group_matcher(coarse=True))
+    all_names = [name for name, _ in backbone.named_parameters()]
     groups: dict[str, tuple[str, ...]] = {}
     for index, names in enumerate(grouped.values()):
         label = STEM if index == 0 else _stage_label(names[0])
         if label in groups:
             raise ValueError(f"{type(backbone).__name__}: timm's groups give two groups named {label!r}")
-        groups[label] = tuple(dict.fromkeys(f"backbone.{name.rsplit('.', 1)[0] if '.' in name else name}"
-                                            for name in names))
+        members, inside = [], set(names)
+        for name in names:
+            parts = name.split(".")
+            # The outermost ancestor whose parameters all lie in this group (the parameter itself at worst).
+            member = next(prefix for prefix in (".".join(parts[:i]) for i in range(1, len(parts) + 1))
+                          if all(other in inside for other in all_names if _inside(other, prefix)))
+            members.append(f"backbone.{member}")
+        groups[label] = tuple(dict.fromkeys(members))
     return groups
 
 

@@ -70,9 +70,9 @@ def test_layer_groups_order_resnet_stages_and_vit_blocks_by_depth():
                                     "layer4": ("backbone.layer4",), "head": ("head",)}
     vit = _vit()
     groups = layer_groups(vit)
-    assert list(groups) == ["stem", "blocks.0", "blocks.1", "blocks.2", "neck", "head"]
+    assert list(groups) == ["stem", "blocks.0", "blocks.1", "blocks.2", "head"]
     assert set(groups["stem"]) == {"backbone.cls_token", "backbone.pos_embed", "backbone.patch_embed"}
-    assert groups["neck"] == ("backbone.norm",)
+    assert groups["blocks.2"] == ("backbone.blocks.2", "backbone.norm")
     for model in (resnet, vit):
         grouped = grouped_parameters(model)
         assert sorted(n for params in grouped.values() for n, _ in params) == sorted(n for n, _ in model.named_parameters())
@@ -92,8 +92,8 @@ def test_layer_wise_decay_gives_each_depth_its_learning_rate():
     assert lrs == pytest.approx({"head": 0.1, "layer4": 0.05, "layer3": 0.025, "layer2": 0.0125, "layer1": 0.00625,
                                  "stem": 0.003125})
     vit = _learning_rates(_vit(), "llrd", {"lr": 1.0, "lr_decay": 0.8})
-    assert vit == pytest.approx({"head": 1.0, "neck": 0.8, "blocks.2": 0.64, "blocks.1": 0.512, "blocks.0": 0.4096,
-                                 "stem": 0.32768})
+    # timm's grouping: the final norm decays with the last block.
+    assert vit == pytest.approx({"head": 1.0, "blocks.2": 0.8, "blocks.1": 0.64, "blocks.0": 0.512, "stem": 0.4096})
     ratio = _learning_rates(_resnet(), "discriminative-lr", {"lr": 0.1, "backbone_lr_ratio": 0.1})
     assert ratio == pytest.approx({"head": 0.1, **{group: 0.01 for group in RESNET_GROUPS[:-1]}})
 

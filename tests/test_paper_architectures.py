@@ -70,4 +70,4 @@ def test_clip_rn50_groups_are_its_stem_four_stages_and_attention_pool():
         model = Classifier(build_backbone(BACKBONES["clip-resnet50"], pretrained=False)[0], 10)
     groups = layer_groups(model)
     assert list(groups) == ["stem", "layer1", "layer2", "layer3", "layer4", "neck", "head"]
-    assert "backbone.head.proj" in groups["neck"]  # CLIP's projection, below the task head
+    assert groups["neck"] == ("backbone.head",)  # CLIP's attention pool and projection, below the task head
