@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ID_TEST, ID_VAL, DatasetMissing
+from .base import ID_TEST, ID_VAL, DataError, DatasetMissing
 from .fakes import write_images
 from .imagedata import ClassFolders, DataSource, ImageShiftDataModule, SetSpec, class_folders
 
@@ -41,6 +41,15 @@ def folder_fingerprint(directory: Path) -> str:
     return "files-sha256:" + digest.hexdigest()[:16]
 
 
+def training_classes(directory: Path) -> tuple[str, ...]:
+    """The class folders of the training directory; fewer than two is no classification task (a usage error)."""
+    names = tuple(class_folders(directory))
+    if len(names) < 2:
+        raise DataError(f"folder benchmark: {directory} holds {len(names)} class folder(s) {list(names)}; "
+                        "a classifier needs at least two (<train>/<class>/<image>)")
+    return names
+
+
 class FolderShift(ImageShiftDataModule):
     """Image folders: `train` (ID training), `id_eval` (ID evaluation), `ood` (named OOD evaluations)."""
 
@@ -56,7 +65,10 @@ class FolderShift(ImageShiftDataModule):
         meaning = super().identity(options)
         for key in ("train", "id_eval"):
             if key in meaning:
-                meaning[key] = folder_fingerprint(base / meaning[key])
+                directory = base / meaning[key]
+                meaning[key] = folder_fingerprint(directory)
+                if key == "train":
+                    training_classes(directory)  # before any job is named, let alone trained
         if isinstance(meaning.get("ood"), dict):
             meaning["ood"] = {name: folder_fingerprint(base / directory) for name, directory in sorted(meaning["ood"].items())}
         return meaning
@@ -81,10 +93,9 @@ class FolderShift(ImageShiftDataModule):
     def class_names(self) -> tuple[str, ...]:
         train = self.sets[0]
         path = self.locate(train)
-        names = tuple(class_folders(path)) if path.is_dir() else ()
-        if not names:
-            raise self._missing(train, DatasetMissing(path, "no class folders in the training directory"))
-        return names
+        if not path.is_dir():
+            raise self._missing(train, DatasetMissing(path, "the training directory is not a directory"))
+        return training_classes(path)
 
     def load(self, spec: SetSpec, path: Path) -> ClassFolders:
         labels = {name: index for index, name in enumerate(self.class_names)}

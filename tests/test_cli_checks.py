@@ -1,11 +1,15 @@
 """Usage errors before anything trains (one line, exit 2), status of a store, device division, head sizes."""
 import os
 
+import numpy as np
 import pytest
 import timm
 import torch
+import yaml
 
 from lpft_bench.cli import main
+from lpft_bench.datamodules import build_datamodule
+from lpft_bench.datamodules.fakes import write_images
 from lpft_bench.engine import Job, RunContext
 from lpft_bench.errors import UsageError
 from lpft_bench.models import Classifier
@@ -36,6 +40,23 @@ def test_an_out_inside_a_read_only_directory_is_a_usage_error(tmp_path, capsys):
     finally:
         tmp_path.chmod(0o700)
     assert "not a directory this user can write" in capsys.readouterr().err
+
+
+def test_a_folder_dataset_with_one_class_is_a_one_line_usage_error_before_anything_trains(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for directory in ("train", "test"):
+        write_images(tmp_path / "data" / directory / "cat", 2, rng, ".png")
+    config = {"name": "one-class", "seeds": [0], "strategies": {"lp": {}},
+              "benchmarks": {"cats": {"benchmark": "folder", "options": {"train": "data/train", "id_eval": "data/test"}}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 class folder(s) ['cat']" in err and "at least two" in err
+    assert not (tmp_path / "store").exists()
+    # Built directly (the Python API), the datamodule refuses it the same way when it discovers its classes.
+    dm = build_datamodule("folder", train=str(tmp_path / "data" / "train"), id_eval=str(tmp_path / "data" / "test"))
+    with pytest.raises(UsageError, match="at least two"):
+        dm.class_names  # noqa: B018
 
 
 def test_status_of_a_path_that_is_no_store_exits_2(tmp_path, capsys):

@@ -157,6 +157,20 @@ def test_store_without_head_probing_says_so_and_runs_from_the_command_line(tmp_p
     assert (report.parent / "id_vs_ood_digits.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
+def test_a_corrupt_record_is_named_and_the_report_holds_everything_else(tmp_path, capsys):
+    write_baselines(tmp_path)
+    clean = write_report(tmp_path, tmp_path / "clean")
+    garbled = tmp_path / "jobs" / "0123456789abcdef" / "record.json"
+    garbled.parent.mkdir()
+    garbled.write_text('{"job_id": "\x01 not json')
+    capsys.readouterr()
+    report = write_report(tmp_path)
+    assert f"skipped {garbled}" in capsys.readouterr().err
+    assert report.read_text() == clean.read_text()
+    for table in clean.parent.glob("*.csv"):
+        assert (report.parent / table.name).read_text() == table.read_text()
+
+
 def test_empty_store_reports_what_is_missing(tmp_path):
     write_failed(tmp_path)
     text = write_report(tmp_path).read_text()
