@@ -168,11 +168,14 @@ def _list(args: argparse.Namespace) -> int:
     print("strategies:")
     for strategy in STRATEGIES.values():
         phases = " -> ".join(f"{p.name}[{p.trains}]" for p in strategy.phases())
-        grid = ", ".join(f"{k}={list(v)}" for k, v in strategy.grid.items()) or "-"
-        print(f"  {strategy.name:<10} {phases:<34} grid: {grid}\n             {strategy.description}")
-    print("suites:")
+        print(f"  {strategy.name:<10} {phases}\n             {strategy.description}")
+    print("suites (every grid lives in a suite):")
     for suite in SUITES.values():
         print(f"  {suite.name:<10} {len(suite.expand()):>5} jobs: {suite.description}")
+        for label, grid in suite.strategies.items():
+            swept = {k: v for k, v in grid.items() if isinstance(v, list)}
+            if swept:
+                print(f"             {label}: " + ", ".join(f"{k}={v}" for k, v in swept.items()))
     return 0
 
 

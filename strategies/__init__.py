@@ -97,7 +97,6 @@ STRATEGIES: dict[str, Strategy] = {
             "same architecture from random initialisation, everything trained",
             lambda hp: [_finetune(hp, "train", "random")],
             defaults={**_TRAINING, "lr": 1e-2, "batchnorm": "train"},
-            grid={"lr": FT_LR_GRID},
             pretrained=False,
         ),
         Strategy(
@@ -113,21 +112,18 @@ STRATEGIES: dict[str, Strategy] = {
             "full fine-tuning from a fresh head, BatchNorm in train mode",
             lambda hp: [_finetune(hp, "train", "random")],
             defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train"},
-            grid={"lr": FT_LR_GRID},
         ),
         Strategy(
             "lp-ft",
             "linear probe, then full fine-tuning from exactly that head, BatchNorm in eval mode",
             _lp_ft,
             defaults={**_TRAINING, "lr": 1e-4, "batchnorm": "eval", "probe": "logistic", **_HEAD_PROBING},
-            grid={"lr": LPFT_LR_GRID},
         ),
         Strategy(
             "hp-ft",
             "head probing for τ = hp_epochs epochs by SGD (backbone frozen), then full fine-tuning; τ = 0 is FT",
             lambda hp: [*_head_probe(hp), _finetune(hp, "train", _after_head_probe(hp))],
             defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", **_HEAD_PROBING},
-            grid={"hp_epochs": (0, 1, 2, 5, 10, 20, 50, 100, 200), "lr": FT_LR_GRID},
         ),
         Strategy(
             "lshp-ft",
@@ -135,14 +131,12 @@ STRATEGIES: dict[str, Strategy] = {
             lambda hp: _label_smoothed_head_probe(hp),
             defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", **_HEAD_PROBING,
                       "hp_smoothing": 0.3, "ft_smoothing": 0.0},
-            grid={"hp_smoothing": (0.1, 0.3, 0.5), "lr": FT_LR_GRID},
         ),
         Strategy(
             "mlp-head",
             "a 2-layer head (hidden 256) head-probed, then FT (head=mlp also works with lp, ft, lp-ft, hp-ft)",
             lambda hp: [*_head_probe(hp), _finetune(hp, "train", _after_head_probe(hp))],
             defaults={**_TRAINING, "head": "mlp", "lr": 1e-3, "batchnorm": "train", **_HEAD_PROBING},
-            grid={"hp_epochs": (0, 10, 50), "lr": FT_LR_GRID},
         ),
         Strategy(
             "reinit-ft",
@@ -151,7 +145,6 @@ STRATEGIES: dict[str, Strategy] = {
             _reinit_head_probe,
             defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", **_HEAD_PROBING,
                       "reinit_blocks": REINIT_CONFIGS[0]},
-            grid={"reinit_blocks": REINIT_CONFIGS, "lr": FT_LR_GRID},
         ),
         # After the papers: the robust fine-tuning baselines compared with LP-FT today.
         Strategy(
@@ -162,7 +155,6 @@ STRATEGIES: dict[str, Strategy] = {
             _wise_ft,
             defaults={**_TRAINING, "lr": 1e-4, "batchnorm": "eval", "probe": "logistic", **_HEAD_PROBING,
                       "reestimate_bn": False},
-            grid={"lr": LPFT_LR_GRID, "reestimate_bn": (True, False)},
         ),
         Strategy(
             "l2-sp",
@@ -171,7 +163,6 @@ STRATEGIES: dict[str, Strategy] = {
             lambda hp: [replace(_finetune(hp, "train", "random"), l2sp_alpha=hp["l2sp_alpha"], l2sp_beta=hp["l2sp_beta"])],
             # α/2 = 0.01: baseline_train.py adds l2sp_weight (0.01) × Σ‖w − w0‖² over all but the head.
             defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", "l2sp_alpha": 0.02, "l2sp_beta": 0.0},
-            grid={"lr": FT_LR_GRID},
         ),
         Strategy(
             "llrd",
@@ -179,14 +170,12 @@ STRATEGIES: dict[str, Strategy] = {
             "(ResNet: layer4, ..., layer1, stem; ViT: blocks.n-1, ..., blocks.0, patch embedding)",
             lambda hp: [replace(_finetune(hp, "train", "random"), lr_decay=hp["lr_decay"])],
             defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", "lr_decay": 0.65},
-            grid={"lr": FT_LR_GRID, "lr_decay": (0.5, 0.65, 0.8)},
         ),
         Strategy(
             "discriminative-lr",
             "FT with the whole backbone at backbone_lr_ratio x the head's learning rate",
             lambda hp: [replace(_finetune(hp, "train", "random"), backbone_lr_ratio=hp["backbone_lr_ratio"])],
             defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", "backbone_lr_ratio": 0.1},
-            grid={"lr": FT_LR_GRID},
         ),
         Strategy(
             "surgical-ft",
@@ -194,21 +183,18 @@ STRATEGIES: dict[str, Strategy] = {
             "head), BatchNorm in eval mode (Lee et al. 2023)",
             _surgical,
             defaults={**_TRAINING, "lr": 1e-3, "probe": "logistic", **_HEAD_PROBING, "block": "layer1"},
-            grid={"block": ("layer1", "layer2", "layer3", "layer4", "head"), "lr": FT_LR_GRID},
         ),
         Strategy(
             "freeze-embed",
             "FT with the embedding frozen: a ViT's patch embedding (with its tokens), a CNN's stem",
             lambda hp: [replace(_finetune(hp, "train", "random"), frozen_groups=("stem",))],
             defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train"},
-            grid={"lr": FT_LR_GRID},
         ),
         Strategy(
             "gradual-unfreeze",
             "FT unfreezing top-down: the head alone, then one more layer group every unfreeze_every epochs",
             lambda hp: [replace(_finetune(hp, "train", "random"), unfreeze_every=hp["unfreeze_every"])],
             defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", "unfreeze_every": 1},
-            grid={"lr": FT_LR_GRID},
         ),
         Strategy(
             "uniform-soup",

@@ -103,13 +103,13 @@ _LATER_FIELD_DEFAULTS = {name: default for name, default in _DEFAULTS.items()
 
 @dataclass(frozen=True)
 class Strategy:
-    """A named recipe: default hyperparameters, the grid a suite sweeps, and phases built from them."""
+    """A named recipe: default hyperparameters and the phases built from them (what a matrix sweeps is the
+    suite's or experiment file's business: benchmark/suites.py holds every grid)."""
 
     name: str
     description: str
     build_phases: Callable[[dict], list[Phase]]
     defaults: dict
-    grid: dict = field(default_factory=dict)
     pretrained: bool = True
 
     def hparams(self, overrides: dict | None = None) -> dict:

@@ -54,3 +54,21 @@ def test_no_phase_kind_is_dispatched_by_name_outside_the_kinds():
     found = subprocess.run(["grep", "-rnE", r"trains (==|!=|in |not in )", "benchmark", "strategies", "datamodules",
                             "--include=*.py"], cwd=REPO, capture_output=True, text=True).stdout
     assert found == "", found
+
+
+def test_a_probe_setting_is_part_of_the_identity_so_a_changed_one_never_reuses_a_stale_result(monkeypatch):
+    """The LP's standardisation, solver and tie rule come from the benchmark's mode, not from the phase's fields:
+    the kind adds them to the job's meaning and its phase keys."""
+    from dataclasses import replace
+
+    from lpft_bench.engine import phase_key
+    from lpft_bench.strategies import get_strategy
+    from lpft_bench.strategies.linear_probe import PROBE_SETTINGS
+
+    job = Job("digits", "lp-ft", 0)
+    phases = get_strategy("lp-ft").phases()
+    before = (job.id, phase_key(job, phases, 0), Job("digits", "ft", 0).id)
+    monkeypatch.setitem(PROBE_SETTINGS, "clean", replace(PROBE_SETTINGS["clean"], max_iter=50))
+    job = Job("digits", "lp-ft", 0)
+    assert job.id != before[0] and phase_key(job, phases, 0) != before[1]
+    assert Job("digits", "ft", 0).id == before[2], "a job without a probe keeps its identity"

@@ -47,10 +47,15 @@ class Job:
     def meaning(self) -> dict:
         return self._meaning
 
+    @property
+    def mode(self) -> str:
+        """The benchmark's mode (paper or clean): given, else the benchmark's default."""
+        return self.benchmark_options.get("mode") or benchmark_class(self.benchmark).modes[0]
+
     @cached_property
     def _meaning(self) -> dict:
         strategy = get_strategy(self.strategy)
-        return {
+        meaning = {
             "benchmark": self.benchmark_meaning(),
             "backbone": self.backbone_spec().meaning(),
             "strategy": self.strategy,
@@ -58,6 +63,10 @@ class Job:
             "phases": [p.describe() for p in strategy.phases(self.hparams)],
             "seed": self.seed,
         }
+        settings = phase_settings(strategy.phases(self.hparams), self.mode)
+        if settings:  # only where a phase has some: every other job keeps its identity
+            meaning["phase_settings"] = settings
+        return meaning
 
     @property
     def id(self) -> str:
@@ -96,6 +105,12 @@ class RunContext:
         return cls(**{**data, "out": Path(data["out"])})
 
 
+def phase_settings(phases: list[Phase], mode: str) -> dict:
+    """Each phase's kind settings (the logistic probe's standardisation, solver and tie rule), by position."""
+    settings = {str(i): phase_kind(p.trains).settings(p, mode) for i, p in enumerate(phases)}
+    return {i: s for i, s in settings.items() if s}
+
+
 def ingredient_jobs(job: Job, phase: Phase) -> list[Job]:
     """The jobs whose results a phase of `job` depends on (a soup's sweep), with the job's benchmark, backbone
     and seed."""
@@ -118,6 +133,9 @@ def phase_key(job: Job, phases: list[Phase], index: int) -> str:
         "training": {k: hparams.get(k) for k in ("batch_size", "head", "probe_size")} if depends_on_training else {},
         "phases": [p.describe() for p in prefix],
     }
+    settings = phase_settings(prefix, job.mode)
+    if settings:
+        meaning["phase_settings"] = settings
     ingredients = ingredient_jobs(job, prefix[-1])
     if ingredients:
         meaning["ingredients"] = [ingredient.id for ingredient in ingredients]

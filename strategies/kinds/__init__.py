@@ -60,6 +60,11 @@ class PhaseKind:
     def validate(self, phase: "Phase") -> None:
         """Raise ValueError naming the field when `phase` is not a valid phase of this kind."""
 
+    def settings(self, phase: "Phase", mode: str) -> dict:
+        """What else the phase's result depends on beyond its fields, given the benchmark's mode (paper or
+        clean): part of the job's identity and its phase keys, so a changed setting never reuses a stale result."""
+        return {}
+
     def ingredients(self, phase: "Phase", strategy_hparams: dict) -> list[tuple[str, dict]]:
         """Other jobs (strategy, hyperparameters) whose results this phase's result depends on."""
         return []

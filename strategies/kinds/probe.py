@@ -34,6 +34,9 @@ class LogisticProbe(PhaseKind):
         if not phase.probe_Cs:
             raise ValueError(f"phase {phase.name!r}: a logistic probe needs its regularisation path probe_Cs")
 
+    def settings(self, phase, mode: str) -> dict:
+        return {"probe": PROBE_SETTINGS[mode].describe()}
+
     def forward_passes(self, phase, sizes: dict[str, int], probe_size: int, extracted: set[str]) -> int:
         """Each set's features once, whatever the number of C values."""
         passes = sum(n for name, n in sizes.items() if name not in extracted)
