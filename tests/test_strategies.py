@@ -126,22 +126,22 @@ def test_reinit_ft_trains_the_reinitialised_block_with_the_head_and_nothing_else
 
 @pytest.mark.slow
 def test_job_killed_mid_phase_resumes_in_that_phase_from_the_right_head(tmp_path):
-    job = Job("digits", "hp-ft", seed=0, hparams={"hp_epochs": 2, "epochs": 4}, benchmark_options={"subset": 60})
+    job = Job("digits", "hp-ft", seed=0, hparams={"hp_epochs": 1, "epochs": 2}, benchmark_options={"subset": 60})
     killed = RunContext(out=tmp_path / "killed", accelerator="cpu")
     command = [sys.executable, "-m", "lpft_bench.engine.execution", json.dumps(job.to_dict()), json.dumps(killed.to_dict())]
-    # Killed at a named point, right after FT's second epoch checkpoint, however slow the machine is.
-    env = {**os.environ, FAULT_ENV: "SIGKILL@2:epoch 1-ft"}
+    # Killed at a named point, right after FT's first epoch checkpoint, however slow the machine is.
+    env = {**os.environ, FAULT_ENV: "SIGKILL@1:epoch 1-ft"}
     process = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert process.returncode == -signal.SIGKILL
     (last,) = (killed.job_dir(job) / "checkpoints").glob("1-ft-*/last.ckpt")
-    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 1
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
     assert not (killed.job_dir(job) / "done").exists()
 
     resumed = run_job(job, killed)
     uninterrupted = run_job(job, RunContext(out=tmp_path / "clean", accelerator="cpu"))
     hp, ft = resumed["phases"]
     assert [p["name"] for p in resumed["phases"]] == ["hp", "ft"]
-    assert [row["epoch"] for row in ft["epochs"]] == list(range(4))
+    assert [row["epoch"] for row in ft["epochs"]] == [0, 1]
     assert ft["start"]["head_sha256"] == hp["end"]["head_sha256"] == uninterrupted["phases"][0]["end"]["head_sha256"]
     assert ft["start"]["average_initial_energy"] == uninterrupted["phases"][1]["start"]["average_initial_energy"]
     for row, reference in zip(ft["epochs"], uninterrupted["phases"][1]["epochs"]):
