@@ -87,6 +87,26 @@ class ProgressNote(Callback):
                                "acc": None if accuracy is None else round(100 * float(accuracy), 1)})
 
 
+class SelectedWeights(Callback):
+    """Keeps the weights of the epoch selection would pick so far (the recorder's rows, so a resumed phase picks as
+    an uninterrupted one), in `path`: what the job is calibrated at when that is not its last epoch."""
+
+    def __init__(self, path, recorder: "EpochRecorder", selection_set: str):
+        self.path, self.recorder, self.selection_set = path, recorder, selection_set
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lpft_bench.storage import atomic_write  # the storage helpers live in the package root
+        from safetensors.torch import save_file
+
+        from .kinds import select_epoch
+
+        rows = self.recorder.epochs
+        chosen = select_epoch(rows, self.selection_set) if rows else None
+        if trainer.is_global_zero and chosen is not None and chosen is rows[-1] and chosen["epoch"] == trainer.current_epoch:
+            state = {k: v.detach().cpu().contiguous() for k, v in pl_module.model.state_dict().items()}
+            atomic_write(self.path, lambda tmp: save_file(state, str(tmp)))
+
+
 class EpochRecorder(Callback):
     """Collects every evaluated epoch's logged metrics into plain dicts (the job record's history).
 

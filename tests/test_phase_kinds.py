@@ -72,3 +72,34 @@ def test_a_probe_setting_is_part_of_the_identity_so_a_changed_one_never_reuses_a
     job = Job("digits", "lp-ft", 0)
     assert job.id != before[0] and phase_key(job, phases, 0) != before[1]
     assert Job("digits", "ft", 0).id == before[2], "a job without a probe keeps its identity"
+
+
+def test_the_selected_epochs_weights_are_kept_and_calibration_uses_them(tmp_path):
+    """SelectedWeights keeps the weights of the epoch selection picks (never a later, worse one); calibration
+    then measures that model, the one whose accuracy the job reports."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import load_file
+
+    from lpft_bench.engine import prepare_job
+    from lpft_bench.engine.execution import calibrate
+    from lpft_bench.strategies.callbacks import EpochRecorder, SelectedWeights
+
+    model = torch.nn.Linear(2, 2)
+    recorder = EpochRecorder()
+    keeper = SelectedWeights(tmp_path / "selected.safetensors", recorder, "id_val")
+    for epoch, accuracy in enumerate([0.5, 0.9, 0.7, 0.9]):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        recorder.epochs.append({"epoch": epoch, "acc/id_val": accuracy})
+        keeper.on_train_epoch_end(SimpleNamespace(is_global_zero=True, current_epoch=epoch), SimpleNamespace(model=model))
+    assert load_file(str(tmp_path / "selected.safetensors"))["weight"].eq(1).all(), "epoch 1: best, earliest on ties"
+
+    prepared = prepare_job(Job("digits", "lp", 0, benchmark_options={"subset": 60}), RunContext(out=tmp_path))
+    as_built = calibrate(prepared, torch.device("cpu"))
+    state = {k: v.clone() for k, v in prepared.model.state_dict().items()}
+    state["head.weight"].zero_(), state["head.bias"].zero_()
+    prepared.selected_state = state
+    constant = calibrate(prepared, torch.device("cpu"))
+    assert constant["sets"]["id_test"]["acc"] != as_built["sets"]["id_test"]["acc"]
+    assert constant["sets"]["id_test"]["acc"] < 0.2, "a zero head predicts one class: the selected state was used"

@@ -25,7 +25,8 @@ from lpft_bench.strategies.posthoc import calibration, predict
 
 from .identity import Job, RunContext, feature_key, phase_key
 from .loggers import phase_loggers
-from .store import cached_features, features_path, load_phase, phase_dir, save_phase, write_record
+from .store import (cached_features, features_path, load_phase, load_selected, phase_dir, save_phase,
+                    write_record)
 
 RECORD_SCHEMA = "lpft-bench/record/v1"
 
@@ -62,6 +63,8 @@ class PreparedJob:
     phases: list[Phase]
     hparams: dict
     pretrained: dict[str, torch.Tensor]  # the backbone's parameters before any phase
+    # The last phase's selected epoch's weights where that is not the epoch it ended with (set by run_phases).
+    selected_state: dict[str, torch.Tensor] | None = None
 
 
 def prepare_job(job: Job, ctx: RunContext) -> PreparedJob:
@@ -166,21 +169,25 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
             record, state = stored
             records.append({**record, "reused": key})
             model.load_state_dict(state)
+            prepared.selected_state = load_selected(phase_dir(ctx.out, key))
         else:
             context = phase_context(job, prepared, ctx, key, job_dir, trainers, start_of_previous)
             record = phase_kind(phase.trains).run(phase, context)
             records.append(record)
+            prepared.selected_state = context.selected_state
             if trainers.is_rank_zero:
-                save_phase(phase_dir(ctx.out, key), model, record)
+                save_phase(phase_dir(ctx.out, key), model, record, context.selected_state)
                 shutil.rmtree(job_dir / "checkpoints" / key, ignore_errors=True)
         start_of_previous = start
     return records, trainers.world_size, trainers.is_rank_zero
 
 
 def calibrate(prepared: PreparedJob, device: torch.device) -> dict:
-    """Temperature scaling of the model the job ends with (its last epoch; WiSE-FT's chosen α, a soup),
-    fitted on the selection set: accuracy, NLL and ECE per evaluation set before and after."""
+    """Temperature scaling of the model whose accuracy the job reports (its selected epoch; WiSE-FT's chosen α,
+    a soup), fitted on the selection set: accuracy, NLL and ECE per evaluation set before and after."""
     model, dm = prepared.model.to(device), prepared.datamodule
+    if prepared.selected_state is not None:  # the last phase selected an earlier epoch than it ended with
+        model.load_state_dict(prepared.selected_state)
     outputs = {s.name: predict(model, dm.eval_loader(s.dataset), device) for s in dm.eval_sets}
     return calibration(outputs, dm.eval_sets, dm.selection_set, dm.num_classes)
 

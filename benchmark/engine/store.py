@@ -41,6 +41,7 @@ def features_path(out: Path, benchmark: str, set_name: str, key: str) -> Path:
 
 
 RECORD = "record.json"
+SELECTED = "selected.safetensors"
 DONE_RECORD_KEYS = ("job", "eval_sets", "selection", "final")
 
 
@@ -124,11 +125,20 @@ def write_record(job_dir: Path, record: dict) -> None:
         (job_dir / DONE_MARKER).touch()
 
 
-def save_phase(directory: Path, model: nn.Module, record: dict) -> None:
-    """The model after a phase, then its record: a phase directory with a record is complete."""
+def save_phase(directory: Path, model: nn.Module, record: dict, selected: dict | None = None) -> None:
+    """The model after a phase (and, where selection picks an earlier epoch, that epoch's weights), then its
+    record: a phase directory with a record is complete."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(directory / "model.safetensors", lambda tmp: save_file(state, str(tmp)))
+    if selected is not None:
+        atomic_write(directory / SELECTED, lambda tmp: save_file(selected, str(tmp)))
     write_json(directory / RECORD, _finite(record))
+
+
+def load_selected(directory: Path) -> dict[str, torch.Tensor] | None:
+    """The weights of a stored phase's selected epoch, where that is not its last."""
+    path = directory / SELECTED
+    return load_file(str(path)) if path.exists() else None
 
 
 def load_phase(directory: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:

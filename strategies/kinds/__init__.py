@@ -43,6 +43,8 @@ class PhaseContext:
     features: Callable[[str, object], "tuple[np.ndarray, np.ndarray]"]
     train_ingredient: Callable[[str, dict], dict[str, torch.Tensor]]
     start_of_previous: dict[str, torch.Tensor] | None = None
+    # Set by a kind whose selected epoch is not its last: that epoch's weights, which the job is calibrated at.
+    selected_state: dict[str, torch.Tensor] | None = None
     fresh_backbone: Callable[[], torch.nn.Module] | None = None
     compile: bool = False
 

@@ -5,17 +5,18 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import Checkpoint
 
 from lpft_bench.faults import fault_point
 from lpft_bench.interrupts import StopOnSignal
 from lpft_bench.storage import set_aside
-from lpft_bench.strategies.callbacks import (ProgressNote, BatchNormEval, EpochRecorder, FinetuneDiagnostics, FrozenBackboneEval,
+from lpft_bench.strategies.callbacks import (ProgressNote, SelectedWeights, BatchNormEval, EpochRecorder, FinetuneDiagnostics, FrozenBackboneEval,
                                              FrozenLayerGroups)
 from lpft_bench.strategies.module import AdaptationModule
 
-from . import PhaseContext, PhaseKind, head_state, register_kind
+from . import PhaseContext, PhaseKind, head_state, register_kind, select_epoch
 
 
 def reinitialise(module: torch.nn.Module, names: tuple[str, ...]) -> None:
@@ -120,7 +121,8 @@ class GradientPhase(PhaseKind):
         last = checkpoint_dir / "last.ckpt"
         checkpoint = EpochCheckpoint(last, context.phase_key)
         note = ProgressNote(context.work_dir / "progress.json", phase.name, dm.selection_set)
-        callbacks = [recorder, note, checkpoint, StopOnSignal(context.phase_key), *self.callbacks(phase, context)]
+        selected = SelectedWeights(checkpoint_dir / "selected.safetensors", recorder, dm.selection_set)
+        callbacks = [recorder, selected, note, checkpoint, StopOnSignal(context.phase_key), *self.callbacks(phase, context)]
         if phase.batchnorm == "eval":
             callbacks.append(BatchNormEval())
         diagnostics = None
@@ -150,6 +152,9 @@ class GradientPhase(PhaseKind):
                   "end": head_state(model.head)}
         if recorder.diverged_epoch is not None:
             record["diverged_epoch"] = recorder.diverged_epoch
+        chosen = select_epoch(recorder.epochs, dm.selection_set)
+        if chosen is not None and chosen is not recorder.epochs[-1] and selected.path.exists():
+            context.selected_state = load_file(str(selected.path))
         if diagnostics is not None:
             record["start"].update(diagnostics.start)
             record.update(diagnostics.end)
