@@ -60,17 +60,26 @@ class FolderShift(ImageShiftDataModule):
 
     @classmethod
     def identity(cls, options: dict) -> dict:
-        """Each folder by its content, never by its path."""
+        """Each folder by its content, never by its path; checked here, before any job is named, let alone
+        trained: at least two training classes, and no evaluation folder holding a class training lacks."""
         base = Path(options.get("root") or ".").expanduser()
         meaning = super().identity(options)
+        folders = {key: meaning[key] for key in ("train", "id_eval") if key in meaning}
+        if isinstance(meaning.get("ood"), dict):
+            folders.update({f"ood {name}": directory for name, directory in meaning["ood"].items()})
+        fingerprints = {key: folder_fingerprint(base / directory) for key, directory in folders.items()}
+        if "train" in folders:
+            classes = set(training_classes(base / folders["train"]))
+            for key, directory in folders.items():
+                unknown = sorted(set(class_folders(base / directory)) - classes)
+                if unknown:
+                    raise DataError(f"folder benchmark: {key} folder {base / directory} holds classes training lacks: "
+                                    f"{unknown[:5]}; an evaluation folder may hold only training's classes")
         for key in ("train", "id_eval"):
             if key in meaning:
-                directory = base / meaning[key]
-                meaning[key] = folder_fingerprint(directory)
-                if key == "train":
-                    training_classes(directory)  # before any job is named, let alone trained
+                meaning[key] = fingerprints[key]
         if isinstance(meaning.get("ood"), dict):
-            meaning["ood"] = {name: folder_fingerprint(base / directory) for name, directory in sorted(meaning["ood"].items())}
+            meaning["ood"] = {name: fingerprints[f"ood {name}"] for name in sorted(meaning["ood"])}
         return meaning
 
     def __init__(self, train: str, id_eval: str, ood: dict[str, str] | None = None, **kwargs):

@@ -148,6 +148,8 @@ def test_two_backbones_on_one_benchmark_are_two_rows(tmp_path, cifar_images):
     ({"benchmarks": {"x": {"benchmark": "folder", "options": {"train": "missing", "id_eval": "a/test"}}}},
      "no such directory"),
     ({"seeds": [-1]}, "seeds must be"),
+    ({"benchmarks": {"x": {"benchmark": "folder", "options": {"train": "a/blur/ship", "id_eval": "a/test"}}}},
+     "at least two"),
 ])
 def test_bad_experiment_files_get_one_line_naming_what_was_expected(tmp_path, cifar_images, capsys, change, message):
     write_dataset(tmp_path / "a", cifar_images, slice(0, 4), slice(0, 2))
@@ -166,6 +168,15 @@ def test_numbers_are_numbers_as_people_write_them_and_a_string_for_a_number_is_r
         "lr": 0.01, "epochs": 3, "lr_grid": [0.001, 0.003]}
     with pytest.raises(ValueError, match="lr must be a number"):
         Job("digits", "ft", 0, hparams={"lr": "fast"}).id  # noqa: B018
+
+
+def test_an_ood_folder_with_a_class_training_lacks_is_refused_before_anything_trains(tmp_path, cifar_images, capsys):
+    write_dataset(tmp_path / "a", cifar_images, slice(0, 4), slice(0, 2))
+    shutil.copytree(tmp_path / "a" / "noise" / "ship", tmp_path / "a" / "noise" / "frog")
+    config = write_config(tmp_path / "c.yaml", "a", {"lp": {}})
+    assert run_cli("--config", str(config), "--out", str(tmp_path / "store")) == 2
+    error = capsys.readouterr().err
+    assert "ood noise folder" in error and "['frog']" in error and not (tmp_path / "store" / "jobs").exists()
 
 
 def test_set_overrides_sweep_and_name_who_takes_what():
