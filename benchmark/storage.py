@@ -21,14 +21,6 @@ def _shared_file_mode() -> int:
 SHARED_FILE_MODE = _shared_file_mode()  # what open() would give a new file under this process's umask
 
 
-def cache_dir() -> Path:
-    """Shared cache (pretrained backbones, features, linear-probe heads): `$LPFT_BENCH_CACHE` or ~/.cache/lpft-bench."""
-    root = os.environ.get("LPFT_BENCH_CACHE") or Path.home() / ".cache" / "lpft-bench"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
