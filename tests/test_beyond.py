@@ -237,9 +237,10 @@ def test_wise_ft_reuses_lp_ft_and_reports_every_alpha_choosing_on_id_validation(
     assert wise["final"] == {name.removeprefix("acc/"): value for name, value in _accuracies(chosen).items()}
     _assert_calibration(wise)
 
-    reestimated = run_job(Job("digits", "wise-ft", seed=0, hparams=hparams), ctx)
+    reestimating = {**hparams, "reestimate_bn": True}  # the option; interpolated statistics are the default
+    reestimated = run_job(Job("digits", "wise-ft", seed=0, hparams=reestimating), ctx)
     assert len(reestimated["phases"][2]["epochs"]) == len(WISE_ALPHAS)
-    key = phase_key(Job("digits", "wise-ft", seed=0, hparams=hparams), get_strategy("wise-ft").phases(hparams), 2)
+    key = phase_key(Job("digits", "wise-ft", seed=0, hparams=reestimating), get_strategy("wise-ft").phases(reestimating), 2)
     statistics = load_file(str(ctx.out / "phases" / key / "model.safetensors"))
     after_ft = _stored_model(ctx, Job("digits", "lp-ft", seed=0, hparams=hparams), 1)
     assert all(not torch.equal(statistics[k], after_ft[k]) for k in statistics if k.endswith("running_mean"))
