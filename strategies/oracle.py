@@ -24,16 +24,19 @@ def split_by_group(indices: np.ndarray, groups: np.ndarray, fraction: float, see
 
 def oracle_probe(features: np.ndarray, labels: np.ndarray, Cs: Sequence[float], num_classes: int,
                  groups: np.ndarray | None = None, settings: ProbeSettings = PROBE_SETTINGS["clean"],
-                 seed: int = ORACLE_SEED) -> dict:
+                 seed: int = ORACLE_SEED) -> dict | None:
     """Fit the LP on one half of an evaluation set, C chosen on a fifth of that half (as LP's C is chosen on
     ID validation carved from train, and with the LP's `settings`), and score it on the other half, which
-    it never saw.
+    it never saw. None where the fit part holds fewer than two classes (a tiny or one-class set has no ceiling
+    to measure).
 
     `groups` names the source image of each example (default: each its own), so that two views of one
     digit never sit on both sides of a split."""
     groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     fit, held_out = split_by_group(np.arange(len(labels)), groups, 0.5, seed)
     train, val = split_by_group(fit, groups, 0.2, seed + 1)
+    if len(np.unique(labels[train])) < 2:
+        return None
     probe = fit_logistic_path(features[train], labels[train], features[val], labels[val], Cs, num_classes,
                               settings)
     # Like sklearn's own predict: only classes the fit saw can be predicted (the others' rows are zeros).

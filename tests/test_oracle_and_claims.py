@@ -53,8 +53,8 @@ def test_ordering_claims_an_order_only_where_intervals_do_not_overlap():
 
 
 def _runs(strategy, lrs):
-    return [{"benchmark": "digits", "backbone": "b", "strategy": strategy, "hparams": json.dumps({"epochs": 10, "lr": lr})}
-            for lr in lrs]
+    return [{"benchmark": "digits", "data": "d", "backbone": "b", "backbone_key": "k", "strategy": strategy,
+             "hparams": json.dumps({"epochs": 10, "lr": lr, "reinit_blocks": ["layer4.2"]})} for lr in lrs]
 
 
 def test_grid_edges_are_reported_and_single_values_are_not_a_grid():
@@ -73,3 +73,11 @@ def test_oracle_rows_come_once_per_seed_and_set_from_shared_probe_phases():
 
     rows = oracle_rows([record("lp", 0, 0.9), record("lp-ft", 0, 0.9), record("lp", 1, 0.8)])
     assert sorted(rows["acc"]) == [80.0, 90.0] and set(rows["strategy"]) == {ORACLE} and set(rows["split"]) == {"ood"}
+
+
+def test_an_oracle_on_a_set_whose_fit_half_holds_one_class_is_undefined_not_an_error():
+    from lpft_bench.strategies import PAPER_PROBE_CS
+    from lpft_bench.strategies.oracle import oracle_probe
+
+    features, labels = np.random.default_rng(0).normal(size=(12, 4)), np.array([3] * 11 + [5])
+    assert oracle_probe(features, labels, PAPER_PROBE_CS[:3], 6) is None

@@ -76,16 +76,17 @@ def ordering_lines(ood_cells: pd.DataFrame) -> list[str]:
 def grid_edge_lines(runs: pd.DataFrame, selected: pd.DataFrame) -> list[str]:
     """For every swept numeric hyperparameter: the selected value and whether it is an end of its grid."""
     lines = []
-    keys = ["benchmark", "backbone", "strategy"]
-    for (benchmark, backbone, strategy), jobs in runs.groupby(keys, sort=True):
-        grids = pd.DataFrame([json.loads(h) for h in jobs["hparams"].unique()])
-        chosen = selected[(selected["benchmark"] == benchmark) & (selected["backbone"] == backbone) &
-                          (selected["strategy"] == strategy)]
+    keys = ["benchmark", "data", "backbone", "backbone_key", "strategy"]  # tables.SETTING: never pooled
+    for (benchmark, data, backbone, backbone_key, strategy), jobs in runs.groupby(keys, sort=True):
+        grids = [json.loads(h) for h in jobs["hparams"].unique()]
+        chosen = selected[(selected["data"] == data) & (selected["backbone_key"] == backbone_key) &
+                          (selected["benchmark"] == benchmark) & (selected["strategy"] == strategy)]
         if chosen.empty:
             continue
         picked = json.loads(chosen["hparams"].iloc[0])
-        for name in grids.columns:
-            values = sorted(v for v in grids[name].dropna().unique() if isinstance(v, (int, float)))
+        for name in sorted({k for grid in grids for k in grid}):
+            values = sorted({grid[name] for grid in grids if isinstance(grid.get(name), (int, float))
+                             and not isinstance(grid.get(name), bool)})
             if len(values) < 2 or name not in picked:
                 continue
             where = "on the edge of" if picked[name] in (values[0], values[-1]) else "inside"

@@ -67,6 +67,7 @@ class LogisticProbe(PhaseKind):
         # The features' ceiling on each OOD set: which regime the benchmark is in (strategies.oracle).
         oracle = {s.name: oracle_probe(*features[s.name], phase.probe_Cs, dm.num_classes, s.groups, settings)
                   for s in dm.eval_sets if s.split == "ood"}
+        oracle = {name: result for name, result in oracle.items() if result is not None}
         return {"name": phase.name, "phase": phase.describe(), "epochs": [row], "end": head_state(model.head),
                 "probe": {"C": probe.C, "path": probe.path}, "oracle": oracle}
 
