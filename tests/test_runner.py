@@ -23,7 +23,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def test_suite_expansion_counts_and_filters():
-    assert len(get_suite("quickstart").expand()) == (1 + 1 + 2 + 2) * 3
+    assert len(get_suite("quickstart").expand()) == (1 + 1 + 4 + 3) * 3
     # 6 trainings x (lp + 6 FT LRs + 6 LP-FT LRs) x 3 seeds, ImageNet sweeping 3 + 3 LRs.
     assert len(get_suite("paper").expand()) == 5 * 13 * 3 + 7 * 3
     assert len(get_suite("hpft").expand()) == (9 + 3) * 3

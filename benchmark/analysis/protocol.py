@@ -15,7 +15,7 @@ from lpft_bench.errors import UsageError
 from lpft_bench.models import build_backbone, resolve_backbone
 from lpft_bench.models.backbones import feature_dim
 from lpft_bench.strategies import get_strategy
-from lpft_bench.strategies.linear_probe import PROBE_SETTINGS
+from lpft_bench.strategies.kinds import phase_kind
 from lpft_bench.suites import get_suite
 
 SUITE = "paper"
@@ -28,13 +28,14 @@ def _C_grid(Cs: tuple[float, ...]) -> str:
 
 def _phase_card(phase, swept_lrs: list[float]) -> dict:
     """What a phase trains and how; a learning rate the suite sweeps shows as its grid."""
-    if phase.trains == "logistic-probe":
+    kind = phase_kind(phase.trains)
+    if not kind.by_gradient:
         return {"phase": phase.name, "trains": phase.trains}
     return {"phase": phase.name, "trains": phase.trains, "epochs": phase.epochs,
             "lr": swept_lrs if len(swept_lrs) > 1 else phase.lr, "optimizer": phase.optimizer,
             "momentum": phase.momentum, "weight_decay": phase.weight_decay, "schedule": phase.schedule,
             # A head-only phase keeps the frozen backbone in eval mode, whatever its BatchNorm setting says.
-            "batchnorm": "eval (backbone frozen)" if phase.trains == "head" else phase.batchnorm,
+            "batchnorm": phase.batchnorm if kind.trains_backbone else "eval (backbone frozen)",
             "head_init": phase.head_init}
 
 
@@ -57,11 +58,11 @@ def benchmark_protocol(benchmark: str) -> dict:
         phases = get_strategy(strategy).phases(runs[0].hparams)
         strategies[strategy] = {"batch_size": hparams["batch_size"],
                                 "phases": [_phase_card(p, lrs if p is phases[-1] else []) for p in phases]}
-        probe = next((p for p in phases if p.trains == "logistic-probe"), None)
+        probe = next((p for p in phases if p.probe_Cs), None)  # probe_Cs: the logistic probe's own field
         if probe is not None and not lp:
-            lp = {"kind": "L2 logistic regression", **PROBE_SETTINGS[dm.mode].describe(),
+            lp = {"kind": "L2 logistic regression", **phase_kind(probe.trains).settings(probe, dm.mode)["probe"],
                   "C_grid": _C_grid(probe.probe_Cs)}
-        elif strategy == "lp" and phases[0].trains == "head":
+        elif strategy == "lp" and phase_kind(phases[0].trains).by_gradient:
             lp = {"kind": "head-only SGD probe", **_phase_card(phases[0], [])}
     selection_set = ID_TEST if dm.mode == "paper" else ID_VAL
     lp["selection"] = selection_set
