@@ -1,9 +1,5 @@
-"""The matrix runner: suite expansion, launchers, kill-and-resume, status, and the tables."""
+"""The matrix runner: suite expansion, launchers, status, and the tables (kills and resumes: test_faults.py)."""
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -87,37 +83,6 @@ def test_collect_selects_on_id_validation_and_matches_the_golden_tables(tmp_path
     assert pd.isna(ood.loc["ft", "other:rotated"])
     assert (store / "summary.md").read_text().startswith("# Results of store")
     assert (store / "vs_paper.csv").exists()
-
-
-def _done_times(out: Path) -> dict[str, int]:
-    return {p.parent.name: p.stat().st_mtime_ns for p in (out / "jobs").glob("*/done")}
-
-
-@pytest.mark.slow
-def test_matrix_killed_with_sigkill_and_rerun_finishes_every_job_once_with_the_same_results(tmp_path):
-    args = ["run", "--seeds", "0", "--epochs", "2"]
-    killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "lpft_bench.cli", *args, "--out", str(killed)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while len(_done_times(killed)) < 2 and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    finished_before = _done_times(killed)
-    assert 2 <= len(finished_before) < 6, "the kill must land mid-matrix"
-
-    assert main([*args, "--out", str(killed)]) == 0
-    clean = tmp_path / "clean"
-    assert main([*args, "--out", str(clean)]) == 0
-    after = _done_times(killed)
-    assert len(after) == 6
-    assert {k: after[k] for k in finished_before} == finished_before  # nothing finished was run again
-    key = ["job_id", "eval_set"]
-    resumed = pd.read_csv(killed / "runs.csv").sort_values(key).reset_index(drop=True)
-    reference = pd.read_csv(clean / "runs.csv").sort_values(key).reset_index(drop=True)
-    assert not resumed.duplicated(key).any()
-    pd.testing.assert_frame_equal(resumed, reference)
 
 
 @pytest.mark.slow
