@@ -74,6 +74,7 @@ def _check_overrides(suite: Suite, strategies: list[str] | None, overrides: dict
 
 def check_jobs(jobs: list[Job]) -> None:
     """Build every job's identity and phases now: what the user got wrong is reported before anything trains."""
+    shown: dict[str, dict] = {}
     for job in jobs:
         try:
             job.id  # noqa: B018 - resolves the backbone, fingerprints the data, builds and validates the phases
@@ -82,6 +83,10 @@ def check_jobs(jobs: list[Job]) -> None:
         except (KeyError, ValueError, FileNotFoundError) as error:  # from the user's hyperparameters or paths
             raise UsageError(f"job {job.label('benchmark')} / {job.label('strategy')} {job.hparams}: "
                              f"{error.args[0] if error.args else error}") from error
+        # One job shown under two labels would run once and appear under only the first: say so instead.
+        if shown.setdefault(job.id, job.labels) != job.labels:
+            raise UsageError(f"{job.label('benchmark')} / {job.label('strategy')} seed {job.seed} is the same job as "
+                             f"{shown[job.id]}: two labels for one setting; keep one of them")
 
 
 def matrix_jobs(suite: Suite, benchmarks=None, strategies=None, seeds=None, sets: dict | None = None,

@@ -228,3 +228,13 @@ def test_the_readme_example_file_runs_as_written_on_real_cifar_images(tmp_path, 
     ood = pd.read_csv(store / "ood.csv", index_col=0)
     assert {"lp", "ft", "lp-ft"} <= set(ood.index)
     assert len(list((store / "jobs").glob("*/done"))) == 5  # lp, ft at two learning rates, lp-ft at two
+
+
+def test_two_labels_for_one_and_the_same_job_are_refused_rather_than_one_silently_dropped():
+    from lpft_bench.suites import Suite
+
+    suite = Suite("twice", "", benchmarks=load_suite("quickstart").benchmarks,
+                  strategies={"ft-a": {"strategy": "ft", "lr": 1e-3}, "ft-b": {"strategy": "ft", "lr": 1e-3}}, seeds=(0,))
+    with pytest.raises(ValueError, match="same job"):
+        matrix_jobs(suite)
+    assert len(matrix_jobs(suite, strategies=["ft-a"])) == 1
