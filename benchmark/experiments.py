@@ -42,7 +42,7 @@ def read_yaml(text: str):
 
 SUITE_KEYS = ("name", "description", "seeds", "benchmarks", "strategies")
 PLAN_KEYS = ("benchmark", "options", "backbone", "common", "grids")
-BACKBONE_KEYS = ("name", "weights", "pretrained", "random", "data_config", "label")
+BACKBONE_KEYS = ("name", "weights", "pretrained", "random", "data_config", "timm_kwargs", "label")
 
 
 def _mapping(value, where: str, allowed: tuple[str, ...] | None = None) -> dict:
@@ -84,7 +84,7 @@ def _plan(label: str, entry, base: Path) -> Plan:
     if "name" not in backbone:
         raise UsageError(f"{where}.backbone: needs a name (a registered backbone or timm:<model>)")
     weights = backbone.get("weights")
-    options = {k: backbone[k] for k in ("pretrained", "random", "data_config") if k in backbone}
+    options = {k: backbone[k] for k in ("pretrained", "random", "data_config", "timm_kwargs") if k in backbone}
     return Plan(backbone=backbone["name"], options=_resolve_paths(benchmark, _mapping(entry.get("options"), f"{where}.options"), base),
                 common=_mapping(entry.get("common"), f"{where}.common"),
                 grids={k: _mapping(v, f"{where}.grids.{k}") for k, v in _mapping(entry.get("grids"), f"{where}.grids").items()},

@@ -50,9 +50,12 @@ class Progress:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
-        self.bar = tqdm(total=self.total, desc="matrix", unit="job", disable=not self.show, dynamic_ncols=True)
+        # In a log (CI, SLURM, `> file`) a redrawn bar is a line every refresh: there, a line a minute at most.
+        interactive = sys.stderr.isatty()
+        self.bar = tqdm(total=self.total, desc="matrix", unit="job", disable=not self.show, dynamic_ncols=True,
+                        mininterval=0.1 if interactive else 60)
         self._closed = threading.Event()
-        if self.show:  # the running job's epoch, read from its progress note, whichever process runs it
+        if self.show and interactive:  # the running job's epoch, read from its progress note, whichever process runs it
             threading.Thread(target=self._watch, daemon=True).start()
 
     def _watch(self) -> None:

@@ -94,15 +94,39 @@ class Suite:
 
 
 _PAPER_STRATEGIES = {"lp": {}, "ft": {"lr": list(FT_LR_GRID)}, "lp-ft": {"lr": list(LPFT_LR_GRID)}}
-# ImageNet: the paper's LP is a 5-epoch head-only SGD probe at lr 0.1, and FT sweeps three learning rates.
+# ImageNet, as the authors' run_adaptation_experiments.py: LP is a 5-epoch head-only SGD probe (cosine) sweeping
+# lr 0.01, 0.03, 0.1; LP-FT starts from the lr-0.1 probe (its hard-coded phase-2 head); FT sweeps three lrs.
 _IMAGENET_SGD_PROBE = {"probe": "sgd", "hp_epochs": 5, "hp_lr": 0.1}
-_IMAGENET_GRIDS = {"lp": _IMAGENET_SGD_PROBE, "ft": {"lr": [1e-4, 3e-4, 1e-3]},
+_IMAGENET_GRIDS = {"lp": {**_IMAGENET_SGD_PROBE, "hp_lr": [0.01, 0.03, 0.1]}, "ft": {"lr": [1e-4, 3e-4, 1e-3]},
                    "lp-ft": {"lr": [1e-5, 3e-5, 1e-4], **_IMAGENET_SGD_PROBE}}
 
 
 # The smoke suite runs digits (its data ships with scikit-learn) and every canonical benchmark on its fake.
 _SMOKE_BENCHMARKS = ("digits", *(name for name, benchmark in BENCHMARKS.items()
                                  if benchmark.canonical and benchmark.write_fake is not None))
+
+
+# ... and every strategy on every paper architecture, untrained (no checkpoint to fetch) at 64 px, on the fake of
+# the benchmark the paper ran it on: timm's layer groups, CLIP's attention pool and projection and a ViT's tokens
+# meet every phase kind. Per architecture: its last block (reinit-ft), and for the ViT a block surgical FT trains.
+_SMOKE_ARCHITECTURES = {
+    "living17-resnet50": ("living17", "moco-v2-resnet50", {}, {"reinit-ft": {"reinit_blocks": ("layer4.2",)}}),
+    "domainnet-clip-rn50": ("domainnet", "clip-resnet50", {}, {"reinit-ft": {"reinit_blocks": ("stages.3.2",)}}),
+    "imagenet-clip-vit-b16": ("imagenet", "clip-vit-b16", {"img_size": 64},
+                              {"reinit-ft": {"reinit_blocks": ("blocks.11",)}, "surgical-ft": {"block": "blocks.0"}}),
+}
+
+
+def _smoke_plan(benchmark: str, backbone: str = "digits-resnet", timm_kwargs: dict | None = None,
+                grids: dict | None = None) -> Plan:
+    untrained = backbone != "digits-resnet"
+    return Plan(benchmark=benchmark, backbone=backbone, options={"subset": 40} if benchmark != "digits" else {},
+                common={"epochs": 1, "hp_epochs": 1},
+                # The digits ResNet has one block per stage: its re-initialisable last block is layer4.0.
+                grids=grids or {"reinit-ft": {"reinit_blocks": ("layer4.0",)}},
+                backbone_options={"random": True, "data_config": {"input_size": (3, 64, 64)},
+                                  **({"timm_kwargs": timm_kwargs} if timm_kwargs else {})} if untrained else {},
+                backbone_label=f"{backbone} (untrained)" if untrained else None)
 
 
 def _paper_plan(backbone: str, epochs: int, batch_size: int = 64, **grids) -> Plan:
@@ -154,11 +178,10 @@ SUITES: dict[str, Suite] = {
         ),
         Suite(
             "smoke",
-            "every benchmark x every strategy for 1 epoch on tiny fakes of the canonical layouts (CI)",
-            # The digits ResNet has one block per stage: its re-initialisable last block is layer4.0.
-            benchmarks={name: Plan(options={"subset": 40} if name != "digits" else {}, common={"epochs": 1, "hp_epochs": 1},
-                                   grids={"reinit-ft": {"reinit_blocks": ("layer4.0",)}})
-                        for name in _SMOKE_BENCHMARKS},
+            "every benchmark x every strategy for 1 epoch on tiny fakes of the canonical layouts, and every "
+            "strategy on every paper architecture (untrained, 64 px) (CI)",
+            benchmarks={**{name: _smoke_plan(name) for name in _SMOKE_BENCHMARKS},
+                        **{label: _smoke_plan(*plan) for label, plan in _SMOKE_ARCHITECTURES.items()}},
             strategies={name: {} for name in STRATEGIES},
             seeds=(0,),
             fake_data=True,

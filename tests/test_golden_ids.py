@@ -46,7 +46,10 @@ def current_identities(tmp_path: Path) -> dict[str, dict]:
     for suite in SUITES.values():
         for job in suite.expand():
             hparams = ",".join(f"{k}={v}" for k, v in sorted(job.hparams.items()))
-            jobs[f"{suite.name}/{job.benchmark}/{job.strategy}/{hparams}/seed={job.seed}"] = job
+            # By the labels a suite shows: one benchmark under two labels (two backbones) is two entries.
+            key = f"{suite.name}/{job.label('benchmark')}/{job.label('strategy')}/{hparams}/seed={job.seed}"
+            assert key not in jobs, f"two jobs of suite {suite.name} would share the golden entry {key}"
+            jobs[key] = job
     jobs.update(_extra_jobs(tmp_path))
     return _identities(jobs)
 

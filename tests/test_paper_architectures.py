@@ -71,3 +71,21 @@ def test_clip_rn50_groups_are_its_stem_four_stages_and_attention_pool():
     groups = layer_groups(model)
     assert list(groups) == ["stem", "layer1", "layer2", "layer3", "layer4", "neck", "head"]
     assert groups["neck"] == ("backbone.head",)  # CLIP's attention pool and projection, below the task head
+
+
+def test_a_registered_backbone_untrained_on_purpose_is_another_backbone_and_a_vit_takes_another_input_size():
+    from lpft_bench.errors import UsageError
+    from lpft_bench.models import resolve_backbone
+
+    small = {"random": True, "data_config": {"input_size": (3, 64, 64)}, "timm_kwargs": {"img_size": 64}}
+    untrained = resolve_backbone("clip-vit-b16", options=small)
+    assert untrained.weights is None and untrained.keep_head  # CLIP's projection stays
+    assert untrained.meaning() != resolve_backbone("clip-vit-b16").meaning()
+    assert untrained.meaning() != resolve_backbone("clip-vit-b16", options={**small, "timm_kwargs": {}}).meaning()
+    model, data_config = build_backbone(untrained)
+    assert data_config["input_size"] == (3, 64, 64)
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 512)
+    with pytest.raises(UsageError, match="comes with its own weights"):
+        resolve_backbone("clip-vit-b16", options={"pretrained": True})
+    with pytest.raises(UsageError, match="timm_kwargs must be a mapping"):
+        resolve_backbone("clip-vit-b16", options={"timm_kwargs": 64})

@@ -279,15 +279,23 @@ def test_wise_ft_interpolates_batchnorm_statistics_by_default_and_its_ends_are_l
     torch.testing.assert_close(wise.state_dict()[mean], 0.7 * start[mean] + 0.3 * end[mean])
 
 
-def test_paper_suite_domainnet_batch_32_and_imagenet_sgd_probe_on_a_cosine_schedule():
+def test_paper_suite_domainnet_batch_32_and_imagenet_sgd_probe_on_a_cosine_schedule_sweeping_three_lrs():
+    from lpft_bench.analysis.protocol import benchmark_protocol
     from lpft_bench.strategies import get_strategy
     from lpft_bench.suites import SUITES
 
-    jobs = SUITES["paper"].expand(benchmarks=["domainnet", "imagenet"], strategies=["lp", "ft"], seeds=[0])
+    jobs = SUITES["paper"].expand(benchmarks=["domainnet", "imagenet"], strategies=["lp", "ft", "lp-ft"], seeds=[0])
     assert {j.hparams["batch_size"] for j in jobs if j.benchmark == "domainnet"} == {32}
-    (imagenet_lp,) = [j for j in jobs if j.benchmark == "imagenet" and j.strategy == "lp"]
-    (probe,) = get_strategy("lp").phases(imagenet_lp.hparams)
-    assert (probe.trains, probe.epochs, probe.schedule) == ("head", 5, "cosine")
+    imagenet_lps = [j for j in jobs if j.benchmark == "imagenet" and j.strategy == "lp"]
+    probes = [get_strategy("lp").phases(job.hparams)[0] for job in imagenet_lps]
+    assert {(p.trains, p.epochs, p.schedule) for p in probes} == {("head", 5, "cosine")}
+    # The authors' run_adaptation_experiments.py sweeps the ImageNet probe over lr 0.01, 0.03, 0.1 ...
+    assert sorted(p.lr for p in probes) == [0.01, 0.03, 0.1]
+    # ... and LP-FT starts from the lr-0.1 probe, whatever its fine-tuning learning rate.
+    lpft_heads = {get_strategy("lp-ft").phases(j.hparams)[0].lr
+                  for j in jobs if j.benchmark == "imagenet" and j.strategy == "lp-ft"}
+    assert lpft_heads == {0.1}
+    assert benchmark_protocol("imagenet")["lp"]["lr"] == [0.01, 0.03, 0.1]
 
 
 def test_intervals_are_the_official_1_645_s_over_root_n_labelled_so_student_t_on_request():
@@ -323,3 +331,16 @@ def test_theory_pretrained_features_have_orthonormal_rows_distance_up_to_rotatio
     assert distance_up_to_rotation(rotation @ problem.true_features, problem.true_features) < 1e-12
     with pytest.raises(ValueError, match="m < d - k"):
         make_problem(d=12, k=2, m=10, n=20, rng=rng)
+
+
+def test_the_paper_tables_cite_their_source_and_the_living17_ft_ood_row_is_the_cited_figure():
+    import re
+
+    from lpft_bench.analysis.tables import PAPER_TABLES, read_paper_tables
+
+    text = PAPER_TABLES.read_text()
+    assert "openreview.net/forum?id=UYneFzXSJWh" in text
+    cited = float(re.search(r"cited: living17 ft ood (\d+\.\d)", text).group(1))
+    paper = read_paper_tables()
+    row = paper[(paper["split"] == "ood") & (paper["benchmark"] == "living17") & (paper["strategy"] == "ft")]
+    assert row["acc"].tolist() == [cited] and row["ci90"].tolist() == [0.7]

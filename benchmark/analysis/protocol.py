@@ -53,17 +53,19 @@ def benchmark_protocol(benchmark: str) -> dict:
     strategies, lp = {}, {}
     for strategy in dict.fromkeys(job.strategy for job in jobs):
         runs = [job for job in jobs if job.strategy == strategy]
-        lrs = sorted({job.hparams["lr"] for job in runs if "lr" in job.hparams})
         hparams = get_strategy(strategy).hparams(runs[0].hparams)
-        phases = get_strategy(strategy).phases(runs[0].hparams)
+        phases_per_run = [get_strategy(strategy).phases(job.hparams) for job in runs]
+        phases = phases_per_run[0]
+        # Per phase, the learning rates the suite's grid gives it (FT's lr, an SGD probe's hp_lr).
+        swept = [sorted({run_phases[i].lr for run_phases in phases_per_run}) for i in range(len(phases))]
         strategies[strategy] = {"batch_size": hparams["batch_size"],
-                                "phases": [_phase_card(p, lrs if p is phases[-1] else []) for p in phases]}
+                                "phases": [_phase_card(p, lrs) for p, lrs in zip(phases, swept)]}
         probe = next((p for p in phases if p.probe_Cs), None)  # probe_Cs: the logistic probe's own field
         if probe is not None and not lp:
             lp = {"kind": "L2 logistic regression", **phase_kind(probe.trains).settings(probe, dm.mode)["probe"],
                   "C_grid": _C_grid(probe.probe_Cs)}
         elif strategy == "lp" and phase_kind(phases[0].trains).by_gradient:
-            lp = {"kind": "head-only SGD probe", **_phase_card(phases[0], [])}
+            lp = {"kind": "head-only SGD probe", **_phase_card(phases[0], swept[0])}
     selection_set = ID_TEST if dm.mode == "paper" else ID_VAL
     lp["selection"] = selection_set
     finetuning = [s for s in strategies.values() if s["phases"][-1]["trains"] == "all"]

@@ -81,13 +81,17 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 
 DATA_CONFIG_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
-BACKBONE_OPTIONS = ("data_config", "pretrained", "random")
+BACKBONE_OPTIONS = ("data_config", "pretrained", "random", "timm_kwargs")
 
 
 def resolve_backbone(name: str, checkpoint: str | None = None, options: dict | None = None) -> BackboneSpec:
     """A registered backbone, or `timm:<model name>` with exactly one of a local checkpoint, `pretrained`
-    (timm's own hub weights) or `random` (an untrained network, on purpose). `options["data_config"]`
-    overrides timm's data config (input size, mean/std, interpolation, crop)."""
+    (timm's own hub weights) or `random` (an untrained network, on purpose).
+
+    A registered backbone takes `random` too: its architecture (CLIP's projection kept) untrained, for smoke
+    runs that need no checkpoint. `options["data_config"]` overrides timm's data config (input size,
+    mean/std, interpolation, crop); `options["timm_kwargs"]` adds arguments of `timm.create_model` (a ViT at
+    another input size needs `img_size`). Both are part of the backbone's identity."""
     options = dict(options or {})
     unknown = sorted(set(options) - set(BACKBONE_OPTIONS))
     if unknown:
@@ -97,11 +101,15 @@ def resolve_backbone(name: str, checkpoint: str | None = None, options: dict | N
     if bad_keys:
         raise UsageError(f"backbone {name!r}: unknown data_config keys {bad_keys}; allowed: {', '.join(DATA_CONFIG_KEYS)}")
     pretrained, random = bool(options.get("pretrained")), bool(options.get("random"))
+    timm_kwargs = options.get("timm_kwargs") or {}
+    if not isinstance(timm_kwargs, dict):
+        raise UsageError(f"backbone {name!r}: timm_kwargs must be a mapping of timm.create_model arguments, "
+                         f"not {timm_kwargs!r}")
     if name in BACKBONES:
-        if checkpoint is not None or pretrained or random:
+        if checkpoint is not None or pretrained:
             raise UsageError(f"backbone {name!r} comes with its own weights; for other weights use timm:<model> "
-                             "with weights FILE, pretrained: true or random: true")
-        spec = BACKBONES[name]
+                             "with weights FILE or pretrained: true (random: true keeps the architecture untrained)")
+        spec = replace(BACKBONES[name], weights=None) if random else BACKBONES[name]
     elif name.startswith("timm:"):
         timm_name = name.removeprefix("timm:")
         if (checkpoint is not None) + pretrained + random != 1:
@@ -115,6 +123,8 @@ def resolve_backbone(name: str, checkpoint: str | None = None, options: dict | N
         raise UsageError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}, or timm:<model>")
     if data_config:
         spec = replace(spec, data_config={**spec.data_config, **data_config})
+    if timm_kwargs:
+        spec = replace(spec, timm_kwargs={**spec.timm_kwargs, **timm_kwargs})
     return spec
 
 
