@@ -344,3 +344,21 @@ def test_the_paper_tables_cite_their_source_and_the_living17_ft_ood_row_is_the_c
     paper = read_paper_tables()
     row = paper[(paper["split"] == "ood") & (paper["benchmark"] == "living17") & (paper["strategy"] == "ft")]
     assert row["acc"].tolist() == [cited] and row["ci90"].tolist() == [0.7]
+
+
+def test_the_probe_settings_example_prints_a_row_per_setting_from_the_suites_own_pieces(tmp_path):
+    """examples/probe_settings.py (the closing note's before/after LP table) on a fake folder benchmark."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lpft_bench.datamodules import write_fake
+
+    root = write_fake("folder", tmp_path, images_per_class=10)
+    script = Path(__file__).resolve().parents[1] / "examples" / "probe_settings.py"
+    printed = subprocess.run([sys.executable, str(script), str(root / "train"), str(root / "id_eval"),
+                              "--backbone", "digits-resnet", "--seeds", "0", "1"],
+                             capture_output=True, text=True, check=True).stdout
+    rows = [line for line in printed.splitlines() if line.startswith(("| before", "| paper", "| clean"))]
+    assert len(rows) == 3
+    assert all(len(row.split("|")[2].split(",")) == 2 for row in rows)  # a chosen C per seed

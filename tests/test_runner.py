@@ -28,14 +28,14 @@ def test_suite_expansion_counts_and_filters():
     assert sorted(j.hparams["lr"] for j in jobs) == [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
     assert {j.backbone for j in jobs} == {"moco-v2-resnet50"} and {j.hparams["epochs"] for j in jobs} == {20}
     assert {j.hparams["epochs"] for j in get_suite("paper").expand(overrides={"epochs": 1}) if j.strategy != "lp"} == {1}
-    assert len({j.id for j in get_suite("paper").expand()}) == 216  # every job is distinct
+    assert len({j.id for j in get_suite("paper").expand()}) == 222  # every job is distinct
     with pytest.raises(UsageError, match="has no strategy"):
         get_suite("quickstart").expand(strategies=["nope"])
 
 
 def test_dry_run_prints_the_paper_matrix_and_its_count(capsys):
     assert main(["run", "--all", "--dry-run"]) == 0
-    assert capsys.readouterr().out.strip().endswith("216 jobs in suite paper")
+    assert capsys.readouterr().out.strip().endswith("222 jobs in suite paper")
 
 
 def _record(job_id, strategy, seed, lr, final, benchmark="digits", status="done"):
