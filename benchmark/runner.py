@@ -51,7 +51,7 @@ class Progress:
 
     def __post_init__(self):
         # In a log (CI, SLURM, `> file`) a redrawn bar is a line every refresh: there, a line a minute at most.
-        interactive = sys.stderr.isatty()
+        self.interactive = interactive = sys.stderr.isatty()
         self.bar = tqdm(total=self.total, desc="matrix", unit="job", disable=not self.show, dynamic_ncols=True,
                         mininterval=0.1 if interactive else 60)
         self._closed = threading.Event()
@@ -75,7 +75,7 @@ class Progress:
 
     def _refresh(self) -> None:
         self.bar.set_postfix_str(f"done={self.done + self.skipped} running={self.running} failed={self.failed}"
-                                 + self._now())
+                                 + self._now(), refresh=self.interactive)
 
     def started(self, job: Job | None = None, job_dir: Path | None = None) -> None:
         with self._lock:
