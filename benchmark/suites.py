@@ -110,23 +110,28 @@ _SMOKE_BENCHMARKS = ("digits", *(name for name, benchmark in BENCHMARKS.items()
 # the benchmark the paper ran it on: timm's layer groups, CLIP's attention pool and projection and a ViT's tokens
 # meet every phase kind. Per architecture: its last block (reinit-ft), and for the ViT a block surgical FT trains.
 _SMOKE_ARCHITECTURES = {
-    "living17-resnet50": ("living17", "moco-v2-resnet50", {}, {"reinit-ft": {"reinit_blocks": ("layer4.2",)}}),
-    "domainnet-clip-rn50": ("domainnet", "clip-resnet50", {}, {"reinit-ft": {"reinit_blocks": ("stages.3.2",)}}),
-    "imagenet-clip-vit-b16": ("imagenet", "clip-vit-b16", {"img_size": 64},
-                              {"reinit-ft": {"reinit_blocks": ("blocks.11",)}, "surgical-ft": {"block": "blocks.0"}}),
+    "living17-resnet50": {"benchmark": "living17", "backbone": "moco-v2-resnet50",
+                          "grids": {"reinit-ft": {"reinit_blocks": ("layer4.2",)}}},
+    "domainnet-clip-rn50": {"benchmark": "domainnet", "backbone": "clip-resnet50",
+                            "grids": {"reinit-ft": {"reinit_blocks": ("stages.3.2",)}}},
+    "imagenet-clip-vit-b16": {"benchmark": "imagenet", "backbone": "clip-vit-b16", "timm_kwargs": {"img_size": 64},
+                              "grids": {"reinit-ft": {"reinit_blocks": ("blocks.11",)},
+                                        "surgical-ft": {"block": "blocks.0"}}},
 }
 
 
-def _smoke_plan(benchmark: str, backbone: str = "digits-resnet", timm_kwargs: dict | None = None,
+def _smoke_plan(benchmark: str, backbone: str | None = None, timm_kwargs: dict | None = None,
                 grids: dict | None = None) -> Plan:
-    untrained = backbone != "digits-resnet"
-    return Plan(benchmark=benchmark, backbone=backbone, options={"subset": 40} if benchmark != "digits" else {},
-                common={"epochs": 1, "hp_epochs": 1},
-                # The digits ResNet has one block per stage: its re-initialisable last block is layer4.0.
-                grids=grids or {"reinit-ft": {"reinit_blocks": ("layer4.0",)}},
-                backbone_options={"random": True, "data_config": {"input_size": (3, 64, 64)},
-                                  **({"timm_kwargs": timm_kwargs} if timm_kwargs else {})} if untrained else {},
-                backbone_label=f"{backbone} (untrained)" if untrained else None)
+    """One epoch on `benchmark`'s fake: on the shipped digits backbone, or on `backbone` untrained at 64 px."""
+    options = {"subset": 40} if benchmark != "digits" else {}
+    common = {"epochs": 1, "hp_epochs": 1}
+    if backbone is None:
+        # The digits ResNet has one block per stage: its re-initialisable last block is layer4.0.
+        return Plan(benchmark=benchmark, options=options, common=common,
+                    grids={"reinit-ft": {"reinit_blocks": ("layer4.0",)}})
+    untrained = {"random": True, "data_config": {"input_size": (3, 64, 64)}, "timm_kwargs": timm_kwargs or {}}
+    return Plan(benchmark=benchmark, backbone=backbone, options=options, common=common, grids=grids or {},
+                backbone_options=untrained, backbone_label=f"{backbone} (untrained)")
 
 
 def _paper_plan(backbone: str, epochs: int, batch_size: int = 64, **grids) -> Plan:
@@ -181,7 +186,7 @@ SUITES: dict[str, Suite] = {
             "every benchmark x every strategy for 1 epoch on tiny fakes of the canonical layouts, and every "
             "strategy on every paper architecture (untrained, 64 px) (CI)",
             benchmarks={**{name: _smoke_plan(name) for name in _SMOKE_BENCHMARKS},
-                        **{label: _smoke_plan(*plan) for label, plan in _SMOKE_ARCHITECTURES.items()}},
+                        **{label: _smoke_plan(**plan) for label, plan in _SMOKE_ARCHITECTURES.items()}},
             strategies={name: {} for name in STRATEGIES},
             seeds=(0,),
             fake_data=True,
