@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 
 from lpft_bench import interrupts
 from lpft_bench.engine import Job, RunContext, record_failure, run_job
+from lpft_bench.engine.identity import CURRENT
+from lpft_bench.engine.migrations import mark_store, migrate_store, store_version
 from lpft_bench.engine.store import is_done, job_lock, job_state, repair_job
 from lpft_bench.errors import UsageError
 from lpft_bench.storage import write_json
@@ -172,6 +174,10 @@ def run_matrix(jobs: list[Job], ctx: RunContext, launcher: str = "inline", slots
     """Run (or, with the slurm launcher and not `wait`, submit) the jobs that are not done yet."""
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r}; expected one of {LAUNCHERS}")
+    migration = migrate_store(ctx.out, jobs)  # a store of an earlier identity scheme: re-keyed, never rerun
+    if migration is not None:
+        print(migration.summary(ctx.out), file=sys.stderr)
+    mark_store(ctx.out)
     write_matrix(ctx, jobs)
     counters = Progress(total=len(jobs), show=progress)
     try:
@@ -214,6 +220,13 @@ def store_status(store: Path, jobs: list[Job] | None = None) -> dict:
     if not (store / "jobs").is_dir() and not (store / "matrix.json").is_file():
         raise UsageError(f"no results store at {store}: expected {store / 'jobs'}/<job id>/, "
                          "as `lpft-bench run --out DIR` writes")
+    if store_version(store) != CURRENT.version:
+        if not os.access(store, os.W_OK):
+            raise UsageError(f"{store} was written with identity v{store_version(store)}: its job ids are not this "
+                             "version's; `lpft-bench run` (or `status`) on a writable copy re-keys it")
+        migration = migrate_store(store, jobs or [])
+        if migration is not None:
+            print(migration.summary(store), file=sys.stderr)
     job_dirs = {p.name: p for p in (store / "jobs").glob("*") if p.is_dir()}
     if jobs is not None:
         wanted = [job.id for job in jobs]

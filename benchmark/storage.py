@@ -21,15 +21,6 @@ def _shared_file_mode() -> int:
 SHARED_FILE_MODE = _shared_file_mode()  # what open() would give a new file under this process's umask
 
 
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def meaning_hash(obj: Any, length: int = 16) -> str:
-    """Identifier of a configuration by what it means (its canonical JSON), never by where it runs."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
-
-
 def file_digest(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
 from lpft_bench.errors import UsageError
 
+from .grids import LogSpace
 from .phases import Phase, Strategy
 
-# Kumar et al.: C in logspace(-7, 2, 50), chosen on ID validation accuracy.
-PAPER_PROBE_CS = tuple(float(c) for c in np.logspace(-7, 2, 50))
+# Kumar et al.: C in logspace(-7, 2, 50), chosen on ID validation accuracy (a specification: never its floats).
+PAPER_PROBE_CS = LogSpace(-7, 2, 50)
 FT_LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 LPFT_LR_GRID = (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
 WISE_ALPHAS = tuple(i / 10 for i in range(11))

@@ -1,7 +1,8 @@
 """A strategy is an ordered list of phases; each phase is one `Trainer.fit` (or one closed-form probe)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Callable
 
 from lpft_bench.errors import UsageError
@@ -46,7 +47,7 @@ class Phase:
     batchnorm: str = "train"
     label_smoothing: float = 0.0
     head_init: str = "keep"
-    probe_Cs: tuple[float, ...] = ()
+    probe_Cs: Sequence[float] = ()  # a grid specification (strategies.grids.LogSpace) or explicit values
     also_train: tuple[str, ...] = ()
     reinit: tuple[str, ...] = ()
     schedule: str = "cosine"
@@ -85,20 +86,19 @@ class Phase:
         kind.validate(self)
 
     def describe(self) -> dict:
-        described = asdict(self)
-        # Fields added after the first records appear only when set: every earlier phase, and so every
-        # earlier job and stored phase result, keeps its identity.
-        for name, default in _LATER_FIELD_DEFAULTS.items():
-            if described[name] == default:
-                del described[name]
-        return described
+        """Its name, kind and every field that differs from its default, grids by their specification: what
+        the phase means, so a field added later (at its default) never changes an existing phase's identity.
+        The defaults themselves are therefore part of every identity (pinned: tests/golden/phase_defaults.json)."""
+        return {f.name: _described(getattr(self, f.name)) for f in fields(self)
+                if f.name in _ALWAYS_DESCRIBED or getattr(self, f.name) != f.default}
 
 
+_ALWAYS_DESCRIBED = ("name", "trains")
 _DEFAULTS = {f.name: f.default for f in fields(Phase)}
-_LATER_FIELD_DEFAULTS = {name: default for name, default in _DEFAULTS.items()
-                         if name in ("train_groups", "frozen_groups", "unfreeze_every", "lr_decay",
-                                     "backbone_lr_ratio", "l2sp_alpha", "l2sp_beta", "alphas", "average",
-                                     "ingredient", "sweep_lrs", "reestimate_bn")}
+
+
+def _described(value):
+    return value.describe() if hasattr(value, "describe") else value
 
 
 @dataclass(frozen=True)

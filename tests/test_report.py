@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from lpft_bench.analysis.report import add_report_arguments, main_report, write_report
-from lpft_bench.storage import meaning_hash, write_json
+from lpft_bench.meaning import meaning_hash
+from lpft_bench.storage import write_json
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DIGITS_SETS = {"id_val": "id", "id_test": "id", "rotated-mild": "ood", "rotated-strong": "ood"}

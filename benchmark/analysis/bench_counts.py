@@ -9,7 +9,7 @@ from lpft_bench.analysis.bench_setup import BENCHMARK, SEED, Row
 from lpft_bench.datamodules import BENCHMARKS, ID_TEST, ID_VAL, ShiftDataModule, benchmark_meaning
 from lpft_bench.datamodules.imagedata import ImageShiftDataModule
 from lpft_bench.engine import Job, phase_key
-from lpft_bench.storage import canonical_json
+from lpft_bench.meaning import canonical_json
 from lpft_bench.strategies import Phase, get_strategy
 from lpft_bench.strategies.kinds import phase_kind
 from lpft_bench.suites import SUITES

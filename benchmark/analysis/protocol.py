@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import torch
 
 from lpft_bench.analysis.tables import INTERVAL_LABELS
@@ -19,11 +18,6 @@ from lpft_bench.strategies.kinds import phase_kind
 from lpft_bench.suites import get_suite
 
 SUITE = "paper"
-
-
-def _C_grid(Cs: tuple[float, ...]) -> str:
-    exponents = np.log10([min(Cs), max(Cs)])
-    return f"logspace({exponents[0]:g}, {exponents[1]:g}, {len(Cs)})"
 
 
 def _phase_card(phase, swept_lrs: list[float]) -> dict:
@@ -63,7 +57,7 @@ def benchmark_protocol(benchmark: str) -> dict:
         probe = next((p for p in phases if p.probe_Cs), None)  # probe_Cs: the logistic probe's own field
         if probe is not None and not lp:
             lp = {"kind": "L2 logistic regression", **phase_kind(probe.trains).settings(probe, dm.mode)["probe"],
-                  "C_grid": _C_grid(probe.probe_Cs)}
+                  "C_grid": str(probe.probe_Cs)}
         elif strategy == "lp" and phase_kind(phases[0].trains).by_gradient:
             lp = {"kind": "head-only SGD probe", **_phase_card(phases[0], swept[0])}
     selection_set = ID_TEST if dm.mode == "paper" else ID_VAL

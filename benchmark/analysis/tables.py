@@ -10,7 +10,8 @@ import pandas as pd
 
 from lpft_bench.analysis.claims import grid_edge_lines, ordering_lines, with_oracle
 from lpft_bench.errors import UsageError
-from lpft_bench.storage import atomic_write, meaning_hash
+from lpft_bench.meaning import meaning_hash
+from lpft_bench.storage import atomic_write
 
 Z90 = 1.645  # the paper's 90% interval: 1.645 * std / sqrt(n)
 # The interval column, as the authors' summary prints it ("average and 90% confidence interval"); with n = 3

@@ -1,17 +1,34 @@
 """What a job is: (benchmark, backbone, strategy, hyperparameters, seed), identified by the hash of its meaning;
-and the keys of the model states its phases produce. Where and how it runs (`RunContext`) never counts."""
+and the keys of the model states its phases produce. Where and how it runs (`RunContext`) never counts.
+
+Ids are computed under an `IdentityScheme` (how a phase is described, how a meaning is hashed). `CURRENT` is
+the only one a run uses; earlier schemes are kept in `migrations` solely to re-key stores written under them."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Callable
 
 from lpft_bench.datamodules import benchmark_class, benchmark_meaning
+from lpft_bench.meaning import meaning_hash
 from lpft_bench.models import BackboneSpec, resolve_backbone
-from lpft_bench.storage import meaning_hash
 from lpft_bench.strategies import get_strategy
 from lpft_bench.strategies.kinds import phase_kind
 from lpft_bench.strategies.phases import Phase
+
+
+@dataclass(frozen=True)
+class IdentityScheme:
+    """Version 2: phases described by their non-default fields, grids by their specification, floats
+    canonicalised before hashing (`lpft_bench.meaning`): the same ids on every CPU."""
+
+    version: int
+    describe_phase: Callable[[Phase], dict]
+    hash: Callable[[Any], str]
+
+
+CURRENT = IdentityScheme(2, Phase.describe, meaning_hash)
 
 
 @dataclass(frozen=True)
@@ -54,23 +71,11 @@ class Job:
 
     @cached_property
     def _meaning(self) -> dict:
-        strategy = get_strategy(self.strategy)
-        meaning = {
-            "benchmark": self.benchmark_meaning(),
-            "backbone": self.backbone_spec().meaning(),
-            "strategy": self.strategy,
-            "hparams": strategy.hparams(self.hparams),
-            "phases": [p.describe() for p in strategy.phases(self.hparams)],
-            "seed": self.seed,
-        }
-        settings = phase_settings(strategy.phases(self.hparams), self.mode)
-        if settings:  # only where a phase has some: every other job keeps its identity
-            meaning["phase_settings"] = settings
-        return meaning
+        return job_meaning(self, CURRENT)
 
     @property
     def id(self) -> str:
-        return meaning_hash(self.meaning())
+        return CURRENT.hash(self.meaning())
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,6 +110,27 @@ class RunContext:
         return cls(**{**data, "out": Path(data["out"])})
 
 
+def job_meaning(job: Job, scheme: IdentityScheme) -> dict:
+    strategy = get_strategy(job.strategy)
+    phases = strategy.phases(job.hparams)
+    meaning = {
+        "benchmark": job.benchmark_meaning(),
+        "backbone": job.backbone_spec().meaning(),
+        "strategy": job.strategy,
+        "hparams": strategy.hparams(job.hparams),
+        "phases": [scheme.describe_phase(p) for p in phases],
+        "seed": job.seed,
+    }
+    settings = phase_settings(phases, job.mode)
+    if settings:  # only where a phase has some: every other job keeps its identity
+        meaning["phase_settings"] = settings
+    return meaning
+
+
+def job_id(job: Job, scheme: IdentityScheme = CURRENT) -> str:
+    return job.id if scheme is CURRENT else scheme.hash(job_meaning(job, scheme))
+
+
 def phase_settings(phases: list[Phase], mode: str) -> dict:
     """Each phase's kind settings (the logistic probe's standardisation, solver and tie rule), by position."""
     settings = {str(i): phase_kind(p.trains).settings(p, mode) for i, p in enumerate(phases)}
@@ -119,7 +145,7 @@ def ingredient_jobs(job: Job, phase: Phase) -> list[Job]:
             for strategy, ingredient_hparams in phase_kind(phase.trains).ingredients(phase, hparams)]
 
 
-def phase_key(job: Job, phases: list[Phase], index: int) -> str:
+def phase_key(job: Job, phases: list[Phase], index: int, scheme: IdentityScheme = CURRENT) -> str:
     """Identity of the model state after phases[:index + 1]: jobs sharing that prefix share its result
     (lp-ft reuses the lp job's probe, hp-ft jobs that differ only in their FT learning rate share one HP)."""
     prefix = phases[: index + 1]
@@ -131,18 +157,19 @@ def phase_key(job: Job, phases: list[Phase], index: int) -> str:
         "pretrained": get_strategy(job.strategy).pretrained,
         "seed": job.seed,
         "training": {k: hparams.get(k) for k in ("batch_size", "head", "probe_size")} if depends_on_training else {},
-        "phases": [p.describe() for p in prefix],
+        "phases": [scheme.describe_phase(p) for p in prefix],
     }
     settings = phase_settings(prefix, job.mode)
     if settings:
         meaning["phase_settings"] = settings
     ingredients = ingredient_jobs(job, prefix[-1])
     if ingredients:
-        meaning["ingredients"] = [ingredient.id for ingredient in ingredients]
-    return f"{index}-{prefix[-1].name}-{meaning_hash(meaning)}"
+        meaning["ingredients"] = [job_id(ingredient, scheme) for ingredient in ingredients]
+    return f"{index}-{prefix[-1].name}-{scheme.hash(meaning)}"
 
 
-def feature_key(job: Job, set_name: str, view: str = "eval", random_view: bool = False) -> str:
+def feature_key(job: Job, set_name: str, view: str = "eval", random_view: bool = False,
+                scheme: IdentityScheme = CURRENT) -> str:
     """Features depend on the backbone (weights and data config), the benchmark's data, the set, the view of
     its images and, only where the images or the view depend on it, the seed: nothing else."""
     seeded = random_view or set_name in benchmark_class(job.benchmark).seeded_sets(job.benchmark_options)
@@ -150,4 +177,4 @@ def feature_key(job: Job, set_name: str, view: str = "eval", random_view: bool =
                "seed": job.seed if seeded else None}
     if view != "eval":
         meaning["view"] = view
-    return meaning_hash(meaning)
+    return scheme.hash(meaning)
