@@ -195,7 +195,7 @@ SUITES: dict[str, Suite] = {
             "beyond",
             "the robust fine-tuning methods after the papers beside FT and LP-FT on digits, 3 seeds, 5 epochs: "
             "WiSE-FT, L2-SP, layer-wise and discriminative LRs, surgical FT, freeze-embed, gradual unfreezing, "
-            "uniform and greedy soups of the FT sweep; every job records temperature scaling (calibration.csv)",
+            "BitFit, uniform and greedy soups of the FT sweep; every job records temperature scaling (calibration.csv)",
             benchmarks={"digits": Plan(common={"epochs": 5, "batch_size": 64})},
             # Listed in running order: wise-ft reuses the lp-ft jobs' phases, the soups the ft sweep's models.
             # Every FT variant sweeps FT's learning rates.
@@ -209,6 +209,7 @@ SUITES: dict[str, Suite] = {
                 "surgical-ft": {"lr": [1e-3], "block": ["layer1", "layer4"]},
                 "freeze-embed": {"lr": [3e-3, 1e-2, 2e-2]},
                 "gradual-unfreeze": {"lr": [3e-3, 1e-2, 2e-2]},
+                "bitfit": {"lr": [1e-2, 3e-2, 1e-1]},
                 "uniform-soup": {"lrs": (3e-3, 1e-2, 2e-2)},
                 "greedy-soup": {"lrs": (3e-3, 1e-2, 2e-2)},
             },

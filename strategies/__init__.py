@@ -177,6 +177,13 @@ STRATEGIES: dict[str, Strategy] = {
             defaults={**_TRAINING, "lr": 1e-3, "batchnorm": "train", "backbone_lr_ratio": 0.1},
         ),
         Strategy(
+            "bitfit",
+            "BitFit: a fresh head and every bias of the backbone train, its weights and BatchNorm statistics stay "
+            "(Ben Zaken et al. 2022)",
+            lambda hp: [replace(_finetune(hp, "eval", "random"), trains="biases")],
+            defaults={**_TRAINING, "lr": 1e-2},
+        ),
+        Strategy(
             "surgical-ft",
             "LP, then only one block group trains (block: layer1 = stem + layer1, layer2, layer3, layer4 or "
             "head), BatchNorm in eval mode (Lee et al. 2023)",

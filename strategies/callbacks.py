@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import lightning as L
 import torch
@@ -11,63 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .layers import frozen_throughout, group_modules, grouped_parameters, not_yet_unfrozen
 from .metrics import average_initial_energy, feature_change, parameter_distance
-from .phases import Phase
-
-
-class BatchNormEval(Callback):
-    """Keeps BatchNorm layers in eval mode while the rest trains: running statistics stay as they were.
-
-    Applied at every epoch start, after anything (validation included) that may have changed modes.
-    """
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for module in pl_module.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-
-
-class FrozenBackboneEval(Callback):
-    """A frozen backbone runs in eval mode (no BatchNorm statistics drift, no dropout) while the head
-    trains; modules trained with the head (re-initialised blocks) stay in train mode."""
-
-    def __init__(self, trained_modules: Sequence[str] = ()):
-        self.trained_modules = tuple(trained_modules)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        backbone = pl_module.model.backbone
-        backbone.eval()
-        for name in self.trained_modules:
-            backbone.get_submodule(name).train()
-
-
-class FrozenLayerGroups(Callback):
-    """Frozen layer groups (surgical fine-tuning, freeze-embed, gradual unfreezing) run in eval mode, so
-    their BatchNorm statistics stay as they were too.
-
-    Gradual unfreezing changes what trains mid-fit, yet the optimiser holds every parameter from the start
-    (no parameter groups added mid-fit, nothing for DDP to re-register): the gradients of groups not yet
-    unfrozen are dropped before each optimiser step. A parameter without a gradient is skipped by the
-    optimiser altogether: no momentum, no weight decay, and its momentum starts fresh once it is unfrozen.
-    """
-
-    def __init__(self, phase: Phase):
-        self.phase = phase
-        self.withheld: list[torch.nn.Parameter] = []
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        model = pl_module.model
-        grouped = grouped_parameters(model)
-        names = list(grouped)
-        waiting = not_yet_unfrozen(self.phase, names, trainer.current_epoch)
-        for module in group_modules(model, frozen_throughout(self.phase, names) + waiting):
-            module.eval()
-        self.withheld = [p for group in waiting for _, p in grouped[group]]
-
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        for p in self.withheld:
-            p.grad = None
 
 
 class ProgressNote(Callback):

@@ -11,8 +11,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lpft_bench.datamodules import EvalSet
 
-from .layers import HEAD, frozen_throughout, grouped_parameters
+from .layers import HEAD, grouped_parameters
 from .phases import Phase
+from .trainability import Trainability
 
 
 def restrict_logits(logits: torch.Tensor, class_subset: Sequence[int] | None) -> torch.Tensor:
@@ -24,31 +25,13 @@ def restrict_logits(logits: torch.Tensor, class_subset: Sequence[int] | None) ->
     return logits + mask
 
 
-def set_trainable(model: nn.Module, phase: Phase) -> None:
-    """Gradients flow only where the phase trains; a part frozen all phase long is never handed to the
-    optimiser (gradual unfreezing hands over everything and withholds updates: `callbacks.FrozenLayerGroups`)."""
-    from .kinds import phase_kind  # the kinds run this module: imported here, not at load
-
-    for p in model.backbone.parameters():
-        p.requires_grad_(phase_kind(phase.trains).trains_backbone)
-    for name in phase.also_train:
-        for p in model.backbone.get_submodule(name).parameters():
-            p.requires_grad_(True)
-    for p in model.head.parameters():
-        p.requires_grad_(True)
-    if phase.train_groups or phase.frozen_groups:
-        grouped = grouped_parameters(model)
-        for group in frozen_throughout(phase, list(grouped)):
-            for _, p in grouped[group]:
-                p.requires_grad_(False)
-
-
 class AdaptationModule(L.LightningModule):
     """Trains what `phase` trains; evaluates every evaluation set each epoch (one dataloader each)."""
 
-    def __init__(self, model: nn.Module, phase: Phase, eval_sets: Sequence[EvalSet], num_classes: int,
-                 pretrained: dict[str, torch.Tensor] | None = None):
-        """`pretrained`: the backbone's parameters before any phase, the anchor of an L2-SP penalty."""
+    def __init__(self, model: nn.Module, phase: Phase, trainability: Trainability, eval_sets: Sequence[EvalSet],
+                 num_classes: int, pretrained: dict[str, torch.Tensor] | None = None):
+        """`trainability`: the phase kind's policy (what gets gradients); `pretrained`: the backbone's
+        parameters before any phase, the anchor of an L2-SP penalty."""
         super().__init__()
         self.model = model
         self.phase = phase
@@ -61,7 +44,7 @@ class AdaptationModule(L.LightningModule):
         self.eval_accuracy = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro") for _ in self.eval_sets)
         # How many examples each accuracy is over, summed across processes: proves no example is padded or lost.
         self.eval_count = nn.ModuleList(SumMetric() for _ in self.eval_sets)
-        set_trainable(model, phase)
+        trainability.apply_requires_grad(model, phase)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -16,7 +16,8 @@ from lpft_bench.engine import Job, RunContext, ingredient_jobs, phase_key, prepa
 from lpft_bench.storage import write_json
 from lpft_bench.strategies import WISE_ALPHAS, get_strategy
 from lpft_bench.strategies.layers import grouped_parameters, layer_groups
-from lpft_bench.strategies.module import AdaptationModule, set_trainable
+from lpft_bench.strategies.kinds import phase_kind
+from lpft_bench.strategies.module import AdaptationModule
 from lpft_bench.strategies.posthoc import calibration, fit_temperature, greedy_soup, interpolate
 from lpft_bench.suites import get_suite
 from lpft_bench.analysis.tables import collect
@@ -78,8 +79,16 @@ def test_layer_groups_order_resnet_stages_and_vit_blocks_by_depth():
         assert sorted(n for params in grouped.values() for n, _ in params) == sorted(n for n, _ in model.named_parameters())
 
 
+def _module(model: nn.Module, phase, pretrained=None) -> AdaptationModule:
+    return AdaptationModule(model, phase, phase_kind(phase.trains).trainability, [], 10, pretrained=pretrained)
+
+
+def _set_trainable(model: nn.Module, phase) -> None:
+    phase_kind(phase.trains).trainability.apply_requires_grad(model, phase)
+
+
 def _learning_rates(model: nn.Module, strategy: str, hparams: dict) -> dict[str, float]:
-    module = AdaptationModule(model, get_strategy(strategy).phases(hparams)[0], [], 10)
+    module = _module(model, get_strategy(strategy).phases(hparams)[0])
     configured = module.configure_optimizers()
     optimiser, schedule = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
     assert sum(len(g["params"]) for g in optimiser.param_groups) == len(list(model.parameters()))
@@ -111,7 +120,7 @@ def test_l2sp_gradient_is_the_task_gradient_plus_alpha_times_the_distance_from_p
             p.add_(0.01 * torch.randn_like(p))
     alpha, beta = 0.5, 0.25
     phase = get_strategy("l2-sp").phases({"l2sp_alpha": alpha, "l2sp_beta": beta})[0]
-    module = AdaptationModule(model, phase, [], 10, pretrained=pretrained)
+    module = _module(model, phase, pretrained)
     model.eval()  # BatchNorm on running statistics: both passes compute the same function
     x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
     names, params = zip(*model.named_parameters())
@@ -130,12 +139,12 @@ def test_l2sp_gradient_is_the_task_gradient_plus_alpha_times_the_distance_from_p
 def test_surgical_first_block_is_the_stem_with_layer1_and_nothing_else_trains():
     for block, groups in (("layer1", {"stem", "layer1"}), ("layer3", {"layer3"}), ("head", {"head"})):
         model, phase = _resnet(), get_strategy("surgical-ft").phases({"block": block})[1]
-        set_trainable(model, phase)
+        _set_trainable(model, phase)
         trained = {name for name, p in model.named_parameters() if p.requires_grad}
         assert trained == _in_groups(model, groups) & {name for name, _ in model.named_parameters()}
         assert phase.batchnorm == "eval" and phase.head_init == "keep"
     with pytest.raises(ValueError, match="layer groups"):
-        set_trainable(_resnet(), get_strategy("surgical-ft").phases({"block": "blocks.3"})[1])
+        _set_trainable(_resnet(), get_strategy("surgical-ft").phases({"block": "blocks.3"})[1])
 
 
 def test_surgical_ft_changes_only_the_named_block(ctx):
@@ -178,13 +187,28 @@ def test_gradual_unfreezing_keeps_groups_not_yet_unfrozen_bitwise_unchanged(ctx)
     prepared = prepare_job(job, ctx)
     model = prepared.model
     phase = prepared.phases[0]
-    assert len(AdaptationModule(model, phase, [], 10).parameter_groups()) == len(list(model.parameters()))
+    assert len(_module(model, phase).parameter_groups()) == len(list(model.parameters()))
     before = _state(model)
     run_phases(job, prepared, ctx)
     changed = _changed(before, model.state_dict())
     # Epoch 0 trains the head, epoch 1 the head and layer4; below that, parameters and BatchNorm statistics are untouched.
     assert not changed & _in_groups(model, ["stem", "layer1", "layer2", "layer3"])
     assert changed & _in_groups(model, ["layer4"]) and changed & _in_groups(model, ["head"])
+
+
+def test_bitfit_changes_only_the_backbones_biases_and_the_head_and_no_batchnorm_statistic(ctx):
+    job = Job("digits", "bitfit", seed=0, hparams={"epochs": 1, "lr": 1e-1})
+    prepared = prepare_job(job, ctx)
+    model = prepared.model
+    before = _state(model)
+    run_phases(job, prepared, ctx)
+    changed = _changed(before, model.state_dict())
+    biases = {k for k in before if k.startswith("backbone.") and k.endswith(".bias")}
+    head = {k for k in before if k.startswith("head.")}
+    assert changed <= biases | head
+    assert changed & biases and head <= changed  # the biases did train, and the fresh head with them
+    batchnorm_statistics = {k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    assert batchnorm_statistics and not changed & batchnorm_statistics
 
 
 def test_freeze_embed_keeps_the_stem_of_a_cnn_unchanged(ctx):

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from lpft_bench.models import BACKBONES, Classifier, build_backbone
 from lpft_bench.strategies import STRATEGIES, get_strategy
-from lpft_bench.strategies.callbacks import FrozenLayerGroups
 from lpft_bench.strategies.kinds import phase_kind
 from lpft_bench.strategies.layers import layer_groups
 from lpft_bench.strategies.module import AdaptationModule
+from lpft_bench.strategies.trainability import ApplyTrainability
 
 # Per architecture: its last block (reinit-ft) and a block surgical FT trains alone.
 ARCHITECTURES = {
@@ -23,8 +23,9 @@ ARCHITECTURES = {
 
 def _step(model, phase, pretrained):
     """One optimiser step of `phase` as its Trainer would take it (freezing callback included)."""
-    module = AdaptationModule(model, phase, [], 10, pretrained=pretrained)
-    freezing = FrozenLayerGroups(phase)
+    policy = phase_kind(phase.trains).trainability
+    module = AdaptationModule(model, phase, policy, [], 10, pretrained=pretrained)
+    freezing = ApplyTrainability(policy, phase)
     freezing.on_train_epoch_start(SimpleNamespace(current_epoch=0), module)
     optimisers = module.configure_optimizers()
     optimiser = optimisers["optimizer"] if isinstance(optimisers, dict) else optimisers

@@ -6,6 +6,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from lpft_bench.strategies.linear_probe import PROBE_SETTINGS, fit_logistic_path
+from lpft_bench.strategies.kinds import phase_kind
 
 
 def _features(seed=0, n=90, dim=6, classes=3):
@@ -252,7 +253,7 @@ def test_l2sp_default_strength_is_the_official_one_hundredth_of_the_squared_dist
         for p in model.parameters():
             p.add_(0.1)
     (phase,) = get_strategy("l2-sp").phases()
-    penalty = AdaptationModule(model, phase, [], 3, pretrained=pretrained).l2sp_penalty()
+    penalty = AdaptationModule(model, phase, phase_kind(phase.trains).trainability, [], 3, pretrained=pretrained).l2sp_penalty()
     # baseline_train.py: l2sp_weight (0.01) * sum of squared distances over every parameter but the head's.
     official = 0.01 * sum(((p - pretrained[k]) ** 2).sum() for k, p in model.backbone.named_parameters())
     torch.testing.assert_close(penalty, official)

@@ -17,6 +17,7 @@ from lpft_bench.strategies.kinds.gradient import reinitialise
 from lpft_bench.strategies import get_strategy
 from lpft_bench.strategies.metrics import average_initial_energy, feature_change, parameter_distance
 from lpft_bench.strategies.module import AdaptationModule
+from lpft_bench.strategies.kinds import phase_kind
 
 
 def _ctx(tmp_path):
@@ -80,7 +81,8 @@ def test_label_smoothing_is_active_only_in_head_probing(tmp_path):
     x, y = prepared.datamodule.splits.train.tensors
     x, y = x[:32], y[:32]
     for phase in (hp, ft):
-        module = AdaptationModule(prepared.model, phase, prepared.datamodule.eval_sets, 10)
+        module = AdaptationModule(prepared.model, phase, phase_kind(phase.trains).trainability,
+                                  prepared.datamodule.eval_sets, 10)
         logits = prepared.model(x)
         expected = F.cross_entropy(logits, y, label_smoothing=phase.label_smoothing)
         assert torch.allclose(module.criterion(logits, y), expected)

@@ -12,9 +12,10 @@ from lightning.pytorch.callbacks import Checkpoint
 from lpft_bench.faults import fault_point
 from lpft_bench.interrupts import StopOnSignal
 from lpft_bench.storage import set_aside
-from lpft_bench.strategies.callbacks import (ProgressNote, SelectedWeights, BatchNormEval, EpochRecorder, FinetuneDiagnostics, FrozenBackboneEval,
-                                             FrozenLayerGroups)
+from lpft_bench.strategies.callbacks import EpochRecorder, FinetuneDiagnostics, ProgressNote, SelectedWeights
 from lpft_bench.strategies.module import AdaptationModule
+from lpft_bench.strategies.trainability import (ApplyTrainability, BiasesAndHead, HeadOnly, LayerGroups,
+                                                Trainability)
 
 from . import PhaseContext, PhaseKind, head_state, register_kind, select_epoch
 
@@ -80,16 +81,17 @@ class EpochCheckpoint(Checkpoint):
 
 
 class GradientPhase(PhaseKind):
-    """Trains by SGD/AdamW for `epochs`; checkpointed every epoch (`EpochCheckpoint`), so a killed phase resumes."""
+    """Trains by SGD/AdamW for `epochs` what its `trainability` policy says; checkpointed every epoch
+    (`EpochCheckpoint`), so a killed phase resumes."""
 
     by_gradient = True
 
-    def __init__(self, name: str, trains_backbone: bool, fields: tuple[str, ...] = ()):
-        self.name, self.trains_backbone, self.fields = name, trains_backbone, fields
+    def __init__(self, name: str, trainability: Trainability):
+        self.name, self.trainability = name, trainability
+        self.trains_backbone, self.fields = trainability.trains_backbone, trainability.fields
 
     def validate(self, phase) -> None:
-        if self.name == "groups" and not phase.train_groups:
-            raise ValueError(f"phase {phase.name!r}: trains='groups' needs the train_groups it trains")
+        self.trainability.validate(phase)
         if phase.epochs < 1:
             raise ValueError(f"phase {phase.name!r}: a gradient phase needs epochs >= 1, got {phase.epochs}")
 
@@ -101,14 +103,6 @@ class GradientPhase(PhaseKind):
         if self.trains_backbone:
             passes += min(probe_size, sizes["train"]) + 2 * sum(min(probe_size, n) for n in eval_sizes)
         return passes
-
-    def callbacks(self, phase, context: PhaseContext) -> list:
-        """What keeps the untrained parts frozen (and in eval mode) for this kind."""
-        if self.name == "head":
-            return [FrozenBackboneEval(phase.also_train)]
-        if phase.train_groups or phase.frozen_groups or phase.unfreeze_every:
-            return [FrozenLayerGroups(phase)]
-        return []
 
     def run(self, phase, context: PhaseContext) -> dict:
         model, dm = context.model, context.datamodule
@@ -122,9 +116,8 @@ class GradientPhase(PhaseKind):
         checkpoint = EpochCheckpoint(last, context.phase_key)
         note = ProgressNote(context.work_dir / "progress.json", phase.name, dm.selection_set)
         selected = SelectedWeights(checkpoint_dir / "selected.safetensors", recorder, dm.selection_set)
-        callbacks = [recorder, selected, note, checkpoint, StopOnSignal(context.phase_key), *self.callbacks(phase, context)]
-        if phase.batchnorm == "eval":
-            callbacks.append(BatchNormEval())
+        callbacks = [recorder, selected, note, checkpoint, StopOnSignal(context.phase_key),
+                     ApplyTrainability(self.trainability, phase)]
         diagnostics = None
         if self.trains_backbone:
             size = context.hparams.get("probe_size", 512)
@@ -137,7 +130,8 @@ class GradientPhase(PhaseKind):
             callbacks.append(diagnostics)
         trainer = context.make_trainer(max_epochs=phase.epochs, callbacks=callbacks,
                                        check_val_every_n_epoch=phase.validate_every)
-        module = AdaptationModule(model, phase, dm.eval_sets, dm.num_classes, pretrained=context.pretrained)
+        module = AdaptationModule(model, phase, self.trainability, dm.eval_sets, dm.num_classes,
+                                  pretrained=context.pretrained)
         # Lightning keeps whatever train/eval modes modules have at fit start; a phase starts from train mode
         # and its callbacks put the frozen parts in eval mode.
         model.train()
@@ -161,8 +155,8 @@ class GradientPhase(PhaseKind):
         return record
 
 
-# "all": backbone and head; "head": the backbone frozen and in eval mode (but `also_train`); "groups": only
-# `train_groups` train (surgical fine-tuning).
-register_kind(GradientPhase("all", trains_backbone=True, fields=("frozen_groups", "unfreeze_every")))
-register_kind(GradientPhase("head", trains_backbone=False))
-register_kind(GradientPhase("groups", trains_backbone=True, fields=("train_groups",)))
+register_kind(GradientPhase("all", LayerGroups(fields=("frozen_groups", "unfreeze_every"))))
+register_kind(GradientPhase("head", HeadOnly()))
+register_kind(GradientPhase("groups", LayerGroups(fields=("train_groups",), needs_train_groups=True)))
+register_kind(GradientPhase("biases", BiasesAndHead()))
+
