@@ -1,12 +1,8 @@
 """Runs a matrix of jobs into a store: skips done jobs, retries failed ones, never runs one job twice at once.
 
-Launchers:
-- inline: jobs one after another in this process (no per-job import cost: the default for one device);
-- local:  one subprocess per job, serially;
-- pool:   `slots` subprocesses at a time, each with its own share of the devices this process may use
-          (an inherited CUDA_VISIBLE_DEVICES is divided, never replaced);
-- slurm:  one submitit job array (`lpft_bench.slurm`; `cluster="local"` runs submitit's local executor), DDP
-          over `devices` GPUs per node and `nodes` nodes inside each job; submit-and-exit unless `wait`.
+Launchers (registered in `lpft_bench.launchers`): inline, local and pool here; slurm in `lpft_bench.slurm`
+(`cluster="local"` runs submitit's local executor; DDP over `devices` GPUs per node and `nodes` nodes inside
+each job; submit-and-exit unless `wait`). The pool divides an inherited CUDA_VISIBLE_DEVICES, never replaces it.
 A job running on several devices always gets its own process: Lightning's DDP re-executes its command.
 Inside `interrupts.stop_on_signals()` SIGINT/SIGTERM stop the matrix between jobs or at the next safe point of
 the running one, and are passed on to worker processes.
@@ -31,9 +27,8 @@ from lpft_bench.engine.identity import CURRENT
 from lpft_bench.engine.migrations import mark_store, migrate_store, store_version
 from lpft_bench.engine.store import is_done, job_lock, job_state, repair_job
 from lpft_bench.errors import UsageError
+from lpft_bench.launchers import LAUNCHERS
 from lpft_bench.storage import write_json
-
-LAUNCHERS = ("inline", "local", "pool", "slurm")
 
 
 @dataclass
@@ -169,11 +164,41 @@ def write_matrix(ctx: RunContext, jobs: list[Job]) -> None:
     write_json(Path(ctx.out) / "matrix.json", {"jobs": [job.id for job in jobs]})
 
 
+def _in_order(jobs: list[Job], ctx: RunContext, counters: Progress, subprocesses: bool) -> None:
+    in_process = not subprocesses and ctx.devices * ctx.nodes == 1  # DDP re-executes its command: a process
+    for job in jobs:
+        _attempt(job, ctx, counters, (lambda j: _run_inline(j, ctx)) if in_process else (lambda j: _run_subprocess(j, ctx)))
+
+
+def launch_inline(jobs: list[Job], ctx: RunContext, counters: Progress, options: dict) -> None:
+    _in_order(jobs, ctx, counters, subprocesses=False)
+
+
+def launch_local(jobs: list[Job], ctx: RunContext, counters: Progress, options: dict) -> None:
+    _in_order(jobs, ctx, counters, subprocesses=True)
+
+
+def launch_pool(jobs: list[Job], ctx: RunContext, counters: Progress, options: dict) -> None:
+    slots = options.get("slots", 1)
+    devices = _gpu_slots(slots, ctx.devices) if ctx.accelerator != "cpu" else None
+
+    def launch(job: Job) -> bool:
+        if devices is None:
+            return _run_subprocess(job, ctx)
+        slot = devices.get()
+        try:
+            return _run_subprocess(job, ctx, slot)
+        finally:
+            devices.put(slot)
+
+    with ThreadPoolExecutor(max_workers=slots) as pool:
+        list(pool.map(lambda job: _attempt(job, ctx, counters, launch), jobs))
+
+
 def run_matrix(jobs: list[Job], ctx: RunContext, launcher: str = "inline", slots: int = 1,
                slurm: dict | None = None, progress: bool = True, wait: bool = True) -> Progress:
     """Run (or, with the slurm launcher and not `wait`, submit) the jobs that are not done yet."""
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"unknown launcher {launcher!r}; expected one of {LAUNCHERS}")
+    launch = LAUNCHERS.get(launcher).load()
     migration = migrate_store(ctx.out, jobs)  # a store of an earlier identity scheme: re-keyed, never rerun
     if migration is not None:
         print(migration.summary(ctx.out), file=sys.stderr)
@@ -181,28 +206,7 @@ def run_matrix(jobs: list[Job], ctx: RunContext, launcher: str = "inline", slots
     write_matrix(ctx, jobs)
     counters = Progress(total=len(jobs), show=progress)
     try:
-        if launcher == "slurm":
-            from lpft_bench.slurm import run_slurm
-
-            counters.submitted = run_slurm(jobs, ctx, slurm or {}, wait, counters)
-        elif launcher == "pool":
-            devices = _gpu_slots(slots, ctx.devices) if ctx.accelerator != "cpu" else None
-
-            def launch(job: Job) -> bool:
-                if devices is None:
-                    return _run_subprocess(job, ctx)
-                slot = devices.get()
-                try:
-                    return _run_subprocess(job, ctx, slot)
-                finally:
-                    devices.put(slot)
-
-            with ThreadPoolExecutor(max_workers=slots) as pool:
-                list(pool.map(lambda job: _attempt(job, ctx, counters, launch), jobs))
-        else:
-            in_process = launcher == "inline" and ctx.devices * ctx.nodes == 1
-            for job in jobs:
-                _attempt(job, ctx, counters, (lambda j: _run_inline(j, ctx)) if in_process else (lambda j: _run_subprocess(j, ctx)))
+        launch(jobs, ctx, counters, {"slots": slots, "slurm": slurm, "wait": wait})
     finally:
         counters.close()
     return counters

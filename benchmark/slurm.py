@@ -151,3 +151,8 @@ def run_slurm(jobs: list[Job], ctx: RunContext, options: dict, wait: bool, progr
                 record_failure(job, ctx, error)
         progress.finished("done" if is_done(ctx.job_dir(job)) else "failed")
     return submitted
+
+
+def launch_slurm(jobs: list[Job], ctx: RunContext, progress, options: dict) -> None:
+    """The `slurm` launcher (lpft_bench.launchers): the matrix as one array; the submitted jobs on `progress`."""
+    progress.submitted = run_slurm(jobs, ctx, options.get("slurm") or {}, options.get("wait", True), progress)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from lpft_bench.datamodules import BENCHMARKS
 from lpft_bench.engine import Job
 from lpft_bench.errors import UsageError
+from lpft_bench.registry import Registry
 from lpft_bench.strategies import FT_LR_GRID, LPFT_LR_GRID, STRATEGIES, get_strategy
 
 
@@ -138,9 +139,7 @@ def _paper_plan(backbone: str, epochs: int, batch_size: int = 64, **grids) -> Pl
     return Plan(backbone=backbone, common={"epochs": epochs, "batch_size": batch_size}, grids=grids)
 
 
-SUITES: dict[str, Suite] = {
-    s.name: s
-    for s in [
+SUITES: Registry[Suite] = Registry("suite", [
         Suite(
             "quickstart",
             "LP vs FT vs LP-FT (and scratch) on the offline digits benchmark, 3 seeds: minutes on a CPU",
@@ -214,11 +213,8 @@ SUITES: dict[str, Suite] = {
                 "greedy-soup": {"lrs": (3e-3, 1e-2, 2e-2)},
             },
         ),
-    ]
-}
+])
 
 
 def get_suite(name: str) -> Suite:
-    if name not in SUITES:
-        raise UsageError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
-    return SUITES[name]
+    return SUITES.get(name)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from lpft_bench.errors import UsageError
+from lpft_bench.registry import Registry
 
 from .base import ID_TEST, ID_VAL, CorruptImage, DataError, DatasetMissing, EvalSet, ShiftDataModule, ShiftSplits
 from .breeds import Entity30, Living17
@@ -17,17 +18,9 @@ from .fmow import FmowShift
 from .folder import FolderShift
 from .imagenet import ImageNetShift
 
-BENCHMARKS: dict[str, type[ShiftDataModule]] = {
-    "digits": DigitsShift,
-    "digits-toy": DigitsToy,
-    "living17": Living17,
-    "entity30": Entity30,
-    "domainnet": DomainNetShift,
-    "cifar10": Cifar10Shift,
-    "fmow": FmowShift,
-    "imagenet": ImageNetShift,
-    "folder": FolderShift,
-}
+BENCHMARKS: Registry[type[ShiftDataModule]] = Registry("benchmark", [
+    DigitsShift, DigitsToy, Living17, Entity30, DomainNetShift, Cifar10Shift, FmowShift, ImageNetShift, FolderShift,
+])
 
 
 def benchmark_meaning(name: str, options: dict) -> dict:
@@ -36,9 +29,7 @@ def benchmark_meaning(name: str, options: dict) -> dict:
 
 
 def benchmark_class(name: str) -> type[ShiftDataModule]:
-    if name not in BENCHMARKS:
-        raise UsageError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
-    return BENCHMARKS[name]
+    return BENCHMARKS.get(name)
 
 
 def build_datamodule(name: str, **kwargs) -> ShiftDataModule:

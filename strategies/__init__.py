@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from lpft_bench.errors import UsageError
+from lpft_bench.registry import Registry
 
 from .grids import LogSpace
 from .phases import Phase, Strategy
@@ -88,9 +88,7 @@ def _soup(average: str):
 _SOUP = {**_TRAINING, "ingredient": "ft", "lrs": SOUP_LRS, "reestimate_bn": True}
 
 
-STRATEGIES: dict[str, Strategy] = {
-    s.name: s
-    for s in [
+STRATEGIES: Registry[Strategy] = Registry("strategy", [
         Strategy(
             "scratch",
             "same architecture from random initialisation, everything trained",
@@ -216,14 +214,11 @@ STRATEGIES: dict[str, Strategy] = {
             _soup("greedy"),
             defaults=_SOUP,
         ),
-    ]
-}
+])
 
 
 def get_strategy(name: str) -> Strategy:
-    if name not in STRATEGIES:
-        raise UsageError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
-    return STRATEGIES[name]
+    return STRATEGIES.get(name)
 
 
 __all__ = ["FT_LR_GRID", "LPFT_LR_GRID", "PAPER_PROBE_CS", "REINIT_CONFIGS", "SOUP_LRS", "STRATEGIES", "WISE_ALPHAS", "Phase", "Strategy",

@@ -8,6 +8,7 @@ import timm
 from torch import nn
 
 from lpft_bench.errors import UsageError
+from lpft_bench.registry import Registry
 
 from . import toy  # noqa: F401 - registers the toy backbones with timm
 from .digits_pretraining import DIGITS_PRETRAIN, DIGITS_UPRIGHT_PRETRAIN
@@ -49,7 +50,7 @@ class BackboneSpec:
 
 MOCO_UNUSED = ("encoder_k.", "queue")
 
-BACKBONES: dict[str, BackboneSpec] = {
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", {
     # A small timm ResNet pretrained on digits disjoint from every downstream split; shipped, pinned by sha256.
     "digits-resnet": BackboneSpec(
         "resnet10t",
@@ -77,7 +78,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "clip-vit-b16": BackboneSpec("vit_base_patch16_clip_quickgelu_224.openai",
                                  weights="checkpoint:vit_base_patch16_clip_quickgelu_224.openai.safetensors",
                                  keep_head=True),
-}
+})
 
 
 DATA_CONFIG_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")

