@@ -227,7 +227,7 @@ def safetensors_problem(path: Path) -> str | None:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         return "not a safetensors header"
     expected = 8 + length + max(ends, default=0)
-    return None if size == expected else f"{size} bytes where its header describes {expected}: truncated or altered"
+    return None if size == expected else f"truncated or altered: {size} bytes where its header describes {expected}"
 
 
 def unreadable_phase_files(out: Path) -> list[str]:
