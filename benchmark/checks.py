@@ -107,6 +107,40 @@ def check_grid(grid: dict, where: str, sweeps: bool = True) -> None:
 # Hyperparameters whose value is itself a sequence (a list of them sweeps): see suites.axis.
 HPARAM_DEFAULT_SHAPES = {"reinit_blocks": (), "lrs": ()}
 
+def _numbers(count: int | None = None, low: float = -math.inf) -> Field:
+    def fits(v) -> bool:
+        return (isinstance(v, (list, tuple)) and (count is None or len(v) == count) and len(v) > 0
+                and all(_number(low).check(x) for x in v))
+    return Field(fits, f"a list of {count or 'some'} finite numbers" + ("" if low == -math.inf else f" >= {low:g}"))
+
+
+# A backbone's options (models.backbones.BACKBONE_OPTIONS) and the data_config keys timm reads.
+BACKBONE_FIELDS: dict[str, Field] = {
+    "pretrained": BOOLEAN, "random": BOOLEAN,
+    "timm_kwargs": Field(lambda v: isinstance(v, dict), "a mapping of timm.create_model arguments"),
+    "data_config": Field(lambda v: isinstance(v, dict), "a mapping of timm data config keys"),
+}
+DATA_CONFIG_FIELDS: dict[str, Field] = {
+    "input_size": Field(lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(_integer(1).check(x) for x in v),
+                        "[channels, height, width], three integers >= 1"),
+    "mean": _numbers(), "std": _numbers(low=0), "crop_pct": _number(0, 1, low_open=True), "interpolation": TEXT,
+    "crop_mode": TEXT,
+}
+
+
+def check_backbone_options(options: dict, where: str) -> None:
+    """Each backbone option, and each data_config entry, of the right type and in bounds (unknown keys are
+    refused where the backbone is resolved, with the allowed ones)."""
+    for key, value in options.items():
+        field = BACKBONE_FIELDS.get(key)
+        if field is not None and not field.check(value):
+            raise UsageError(f"{where}: {key}={value!r}, expected {field.expected}")
+    for key, value in (options.get("data_config") or {}).items():
+        field = DATA_CONFIG_FIELDS.get(key)
+        if field is not None and not field.check(value):
+            raise UsageError(f"{where}: data_config.{key}={value!r}, expected {field.expected}")
+
+
 # Options every benchmark shares, and the runner's own arguments (never the user's to give).
 BENCHMARK_FIELDS: dict[str, Field] = {
     "subset": _integer(1), "cache_mb": _integer(0), "val_fraction": _number(0, 1, low_open=True, high_open=True),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from lpft_bench.checks import check_benchmark_options, check_grid, check_name
+from lpft_bench.checks import check_backbone_options, check_benchmark_options, check_grid, check_name
 from lpft_bench.datamodules import benchmark_class
 from lpft_bench.errors import UsageError
 from lpft_bench.suites import Plan, Suite
@@ -113,9 +113,7 @@ def _plan(label: str, entry, base: Path, path: Path) -> Plan:
         raise UsageError(f"{where}.backbone: needs a name (a registered backbone or timm:<model>)")
     weights = backbone.get("weights")
     options = {k: backbone[k] for k in ("pretrained", "random", "data_config", "timm_kwargs") if k in backbone}
-    for key in ("pretrained", "random"):
-        if key in backbone and not isinstance(backbone[key], bool):
-            raise UsageError(f"{where}.backbone: {key}={backbone[key]!r}, expected true or false")
+    check_backbone_options(options, f"{where}.backbone")
     benchmark_options = _mapping(entry.get("options"), f"{where}.options")
     check_benchmark_options(benchmark, benchmark_options, f"{where}.options")
     common = _mapping(entry.get("common"), f"{where}.common")

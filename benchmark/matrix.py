@@ -77,7 +77,8 @@ def _check_overrides(suite: Suite, strategies: list[str] | None, overrides: dict
 
 
 def check_suite(suite: Suite) -> None:
-    """Every name that becomes a path is a name; every benchmark's options fit its schema (after overrides)."""
+    """Every name that becomes a path is a name; every benchmark's and backbone's options fit their schema
+    (after the command line's overrides)."""
     checks.check_name(suite.name, "suite name")
     for label in suite.strategies:
         checks.check_name(label, "strategy label")
@@ -85,6 +86,7 @@ def check_suite(suite: Suite) -> None:
         checks.check_name(label, "benchmark label")
         benchmark = plan.benchmark or label
         checks.check_benchmark_options(benchmark, plan.options, f"benchmark {label} options")
+        checks.check_backbone_options(plan.backbone_options, f"benchmark {label} backbone {plan.backbone}")
         if benchmark == "folder":
             checks.check_folder_classes(plan.options, f"benchmark {label}")
 

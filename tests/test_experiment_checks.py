@@ -166,3 +166,27 @@ def test_collect_and_status_work_on_a_read_only_store(lp_store, tmp_path):
     finally:
         for path in [store, *store.rglob("*")]:
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+def test_every_registered_option_has_a_schema_that_its_default_fits():
+    from lpft_bench.checks import BACKBONE_FIELDS, BENCHMARK_FIELDS, DATA_CONFIG_FIELDS, HPARAM_FIELDS, benchmark_schema
+    from lpft_bench.datamodules import BENCHMARKS
+    from lpft_bench.models.backbones import BACKBONE_OPTIONS, DATA_CONFIG_KEYS
+    from lpft_bench.strategies import STRATEGIES
+
+    for strategy in STRATEGIES.values():
+        for key, default in strategy.defaults.items():
+            assert key in HPARAM_FIELDS, f"{strategy.name}: {key} has no schema"
+            assert HPARAM_FIELDS[key].check(list(default) if isinstance(default, tuple) else default), (strategy.name, key)
+    for name in BENCHMARKS:
+        required, allowed = benchmark_schema(name)
+        assert set(allowed) - {"mode"} <= set(BENCHMARK_FIELDS), name
+    assert set(BACKBONE_OPTIONS) == set(BACKBONE_FIELDS) and set(DATA_CONFIG_KEYS) == set(DATA_CONFIG_FIELDS)
+
+
+@pytest.mark.parametrize("option, expected", [("random=maybe", "random='maybe', expected true or false"),
+                                              ("data_config={input_size: [3, 0, 32]}",
+                                               "data_config.input_size=[3, 0, 32], expected [channels, height, width]")])
+def test_a_backbone_option_out_of_its_schema_is_refused(capsys, option, expected):
+    err = refused(capsys, "run", "--backbone", "timm:resnet10t", "--backbone-option", option, "--dry-run")
+    assert expected in err

@@ -180,3 +180,13 @@ def test_hyperparameters_out_of_bounds_are_refused_with_the_bound(capsys, settin
     assert main(["run", "--set", setting, "--dry-run"]) == 2
     err = one_line(capsys)
     assert "--set" in err and expected in err
+
+
+def test_a_checkpoint_flag_naming_a_pickle_is_refused_the_same_way(tmp_path, capsys):
+    Payload.marker = str(tmp_path / "payload-ran")
+    torch.save({"conv1.weight": Payload()}, tmp_path / "evil.pt")
+    assert main(["run", "--backbone", "timm:resnet10t", "--checkpoint", str(tmp_path / "evil.pt"),
+                 "--strategies", "lp", "--out", str(tmp_path / "store")]) == 2
+    err = one_line(capsys)
+    assert "not a weights file" in err and "weights_only" not in err
+    assert not (tmp_path / "payload-ran").exists() and not (tmp_path / "store").exists()
