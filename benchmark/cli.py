@@ -89,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     for name in ("devices", "nodes", "slots"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    _check_launcher_flags(args)
 
     suite, jobs = _suite_jobs(args)
     if args.dry_run:
@@ -141,6 +142,19 @@ def _print_failures(jobs, ctx, failed: int) -> None:
           "rerun to retry them. Causes:", file=sys.stderr)
     for cause, count in failure_causes(jobs, ctx):
         print(f"  {count} job(s): {cause}", file=sys.stderr)
+
+
+def _check_launcher_flags(args: argparse.Namespace) -> None:
+    """A flag of one launcher given with another would be ignored without a word: refused instead."""
+    from lpft_bench.errors import UsageError
+
+    slurm_only = [flag for flag, given in (("--wait", args.wait), ("--slurm-option", args.slurm_option),
+                                            ("--slurm-partition", args.slurm_partition),
+                                            ("--slurm-cluster", args.slurm_cluster)) if given]
+    if slurm_only and args.launcher != "slurm":
+        raise UsageError(f"{slurm_only[0]} applies to --launcher slurm only, not --launcher {args.launcher}")
+    if args.slots != 1 and args.launcher != "pool":
+        raise UsageError(f"--slots applies to --launcher pool only, not --launcher {args.launcher}")
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -190,3 +190,11 @@ def test_every_registered_option_has_a_schema_that_its_default_fits():
 def test_a_backbone_option_out_of_its_schema_is_refused(capsys, option, expected):
     err = refused(capsys, "run", "--backbone", "timm:resnet10t", "--backbone-option", option, "--dry-run")
     assert expected in err
+
+
+@pytest.mark.parametrize("flags, expected", [(["--wait"], "--wait applies to --launcher slurm only"),
+                                             (["--slurm-option", "time=5"], "--slurm-option applies to --launcher slurm"),
+                                             (["--slots", "2"], "--slots applies to --launcher pool only")])
+def test_a_flag_of_another_launcher_is_refused(tmp_path, capsys, flags, expected):
+    assert expected in refused(capsys, "run", *flags, "--out", str(tmp_path / "store"))
+    assert not (tmp_path / "store").exists()
