@@ -91,21 +91,20 @@ def check_hparam(key: str, value, where: str) -> None:
 
 
 def check_grid(grid: dict, where: str, sweeps: bool = True) -> None:
-    """Each value of a grid (a list sweeps: every element is checked, and an empty list sweeps nothing)."""
+    """Each value of a grid (a list sweeps, as suites.axis reads it: every element is checked, and an empty
+    list sweeps nothing, which would leave the matrix empty)."""
+    from lpft_bench.strategies import STRATEGIES
     from lpft_bench.suites import axis
 
+    defaults = {k: v for strategy in STRATEGIES.values() for k, v in strategy.defaults.items()}
     for key, value in grid.items():
         if key == "strategy":
             continue
         if sweeps and isinstance(value, list) and not value:
             raise UsageError(f"{where}: {key}=[] sweeps no value, so the matrix would be empty; give at least one")
-        defaults = {key: HPARAM_DEFAULT_SHAPES.get(key)}
         for element in (axis(key, value, defaults) if sweeps else [value]):
             check_hparam(key, list(element) if isinstance(element, tuple) else element, where)
 
-
-# Hyperparameters whose value is itself a sequence (a list of them sweeps): see suites.axis.
-HPARAM_DEFAULT_SHAPES = {"reinit_blocks": (), "lrs": ()}
 
 def _numbers(count: int | None = None, low: float = -math.inf) -> Field:
     def fits(v) -> bool:
