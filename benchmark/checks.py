@@ -199,8 +199,12 @@ def check_benchmark_options(name: str, options: dict, where: str) -> None:
 
 
 def _image_files(directory: Path) -> int:
-    """Files under `directory` (hidden ones are not images), without following links: a walk that cannot loop."""
-    return sum(1 for _, _, files in os.walk(directory) for f in files if not f.startswith("."))
+    """Images under `directory` (torchvision's extensions, hidden files not counted), without following links
+    below it: a walk that cannot loop."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return sum(1 for _, _, files in os.walk(directory) for f in files
+               if not f.startswith(".") and f.lower().endswith(IMG_EXTENSIONS))
 
 
 def check_folder_classes(options: dict, where: str) -> None:
@@ -235,7 +239,7 @@ def training_size(benchmark: str, options: dict) -> int | None:
     set and so the last batch only); None when only reading the data would tell."""
     if benchmark == "folder":
         return _folder_images(str(Path(options.get("root") or ".").expanduser() / options["train"]))
-    if benchmark in ("digits", "digits-toy"):  # in memory, split in milliseconds
+    if benchmark in ("digits", "digits-toy"):  # in memory: split once per process, under a second
         return _digits_training_size(benchmark, options.get("mode"), options.get("val_fraction"))
     return None
 

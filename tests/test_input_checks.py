@@ -129,6 +129,18 @@ def test_a_torch_file_of_something_else_than_tensors_is_not_a_weights_file(tmp_p
             read_state_dict(tmp_path / name)
 
 
+def test_a_tensor_of_another_shape_is_refused_naming_it(tmp_path, capsys):
+    write_folders(tmp_path)
+    state = timm.create_model("resnet10t", num_classes=0).state_dict()
+    first = next(iter(state))
+    state[first] = torch.zeros(1)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "other.safetensors"))
+    config = experiment(tmp_path / "c.yaml", backbone=_timm_backbone(tmp_path / "other.safetensors"))
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "store")]) == 2
+    err = one_line(capsys)
+    assert "do not fit resnet10t" in err and first in err and not (tmp_path / "store").exists()
+
+
 def test_a_state_dict_that_does_not_fit_the_architecture_names_its_keys(tmp_path, capsys):
     write_folders(tmp_path)
     state = timm.create_model("resnet10t", num_classes=0).state_dict()

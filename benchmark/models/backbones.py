@@ -157,6 +157,7 @@ def check_weights(spec: BackboneSpec) -> None:
         build_backbone(spec, pretrained=True)
     except UsageError:
         raise
-    except ValueError as error:  # load_weights: the first missing and unexpected tensor names
-        raise UsageError(f"weights {spec.weights} do not fit {spec.timm_name}: {error}; "
+    except (ValueError, RuntimeError) as error:  # load_weights' missing and unexpected names; torch's shape mismatch
+        reason = " ".join(str(error).split())[:400]
+        raise UsageError(f"weights {spec.weights} do not fit {spec.timm_name}: {reason}; "
                          "give weights saved from this architecture") from None
