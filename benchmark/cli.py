@@ -89,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     for name in ("devices", "nodes", "slots"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    _check_launcher_flags(args)
 
     suite, jobs = _suite_jobs(args)
     if args.dry_run:
@@ -129,11 +130,35 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\n{result.done} run, {result.skipped} already done, {result.failed} failed, {result.busy} held by another "
           f"runner; tables in {out}/: runs.csv, id.csv, ood.csv, vs_paper.csv, summary.md")
     if result.failed:
-        print(f"failed jobs keep their error in {out}/jobs/<id>/record.json; rerun to retry them", file=sys.stderr)
+        _print_failures(jobs, ctx, result.failed)
     return 1 if result.failed else 0
 
 
+def _print_failures(jobs, ctx, failed: int) -> None:
+    """Each distinct cause once, with the number of jobs it hit: a shared mistake reads as one line."""
+    from lpft_bench.runner import failure_causes
+
+    print(f"{failed} job(s) failed; each keeps its error and traceback in {ctx.out}/jobs/<id>/record.json, "
+          "rerun to retry them. Causes:", file=sys.stderr)
+    for cause, count in failure_causes(jobs, ctx):
+        print(f"  {count} job(s): {cause}", file=sys.stderr)
+
+
+def _check_launcher_flags(args: argparse.Namespace) -> None:
+    """A flag of one launcher given with another would be ignored without a word: refused instead."""
+    from lpft_bench.errors import UsageError
+
+    slurm_only = [flag for flag, given in (("--wait", args.wait), ("--slurm-option", args.slurm_option),
+                                            ("--slurm-partition", args.slurm_partition),
+                                            ("--slurm-cluster", args.slurm_cluster)) if given]
+    if slurm_only and args.launcher != "slurm":
+        raise UsageError(f"{slurm_only[0]} applies to --launcher slurm only, not --launcher {args.launcher}")
+    if args.slots != 1 and args.launcher != "pool":
+        raise UsageError(f"--slots applies to --launcher pool only, not --launcher {args.launcher}")
+
+
 def _status(args: argparse.Namespace) -> int:
+    from lpft_bench.engine.store import unreadable_phase_files
     from lpft_bench.runner import STATES, store_status
 
     suite, jobs = _suite_jobs(args) if args.suite or args.all or args.config else (None, None)
@@ -143,18 +168,34 @@ def _status(args: argparse.Namespace) -> int:
     print(f"{out}: " + ", ".join(f"{counts[k]} {k}" for k in shown) + f" of {counts['total']}")
     for problem in counts["problems"]:
         print(f"  corrupt: {problem} (`lpft-bench run` moves it aside and reruns the job)")
+    for problem in unreadable_phase_files(out):
+        print(f"  unreadable phase weights: {problem} (`lpft-bench run` moves it aside and recomputes the phase)")
     return 0
 
 
 def _collect(args: argparse.Namespace) -> int:
     from lpft_bench.analysis.tables import collect, export_tables
+    from lpft_bench.errors import UsageError
     from lpft_bench.experiments import load_experiment
 
     out = Path(args.out or Path("results") / (load_experiment(args.config).name if args.config else "quickstart"))
-    print(collect(out, args.interval))
-    if args.format != "csv":
-        print(f"wrote {', '.join(str(p) for p in export_tables(out, args.format))}")
+    tables = Path(args.tables_out) if args.tables_out else out
+    writable = _writable(tables)
+    if args.tables_out and not writable:
+        raise UsageError(f"--tables-out {tables}: not a directory this user can write")
+    print(collect(out, args.interval, tables_out=tables, write=writable))
+    if not writable:
+        print(f"lpft-bench: {out} is read-only: tables printed, not written; give --tables-out DIR to write them "
+              "there", file=sys.stderr)
+    elif args.format != "csv":
+        print(f"wrote {', '.join(str(p) for p in export_tables(tables, args.format))}")
     return 0
+
+
+def _writable(directory: Path) -> bool:
+    """Whether this user can create files in `directory` (or in the nearest folder above it that exists)."""
+    existing = next(p for p in (directory, *directory.absolute().parents) if p.exists())
+    return existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -266,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     collect = commands.add_parser("collect", help="(re)write the tables of a results store")
     collect.add_argument("--out", help="results store (default: results/<config name>, else results/quickstart)")
     collect.add_argument("--config", help="the experiment file whose store to collect")
+    collect.add_argument("--tables-out", help="write the tables here instead of into the store (a read-only store: "
+                         "without it they are only printed)")
     collect.add_argument("--format", choices=["csv", "md", "latex"], default="csv",
                          help="also write id/ood tables as Markdown (id.md, ood.md) or LaTeX (id.tex, ood.tex)")
     collect.add_argument("--interval", choices=["normal", "student-t"], default="normal",

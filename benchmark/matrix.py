@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import yaml
 
+from lpft_bench import checks
 from lpft_bench.engine import Job
 from lpft_bench.errors import UsageError
 from lpft_bench.experiments import load_experiment, read_yaml
@@ -36,6 +37,8 @@ def choose_suite(suite: str | None, paper: bool, config: str | None, benchmarks:
         if suite or paper:
             raise UsageError("--config runs its own matrix: drop --suite/--all")
         return load_experiment(config)
+    if paper and suite and suite != "paper":
+        raise UsageError(f"--all runs the paper suite and --suite {suite} another: give one of them")
     if paper or suite:
         return get_suite("paper" if paper else suite)
     if benchmarks:
@@ -63,6 +66,7 @@ def _with_benchmark_options(suite: Suite, options: dict) -> Suite:
 
 
 def _check_overrides(suite: Suite, strategies: list[str] | None, overrides: dict) -> None:
+    checks.check_grid(overrides, "--set")
     chosen = {label: strategy_of(label, grid)[0] for label, grid in suite.strategies.items()
               if not strategies or label in strategies}
     takes = {label: set(get_strategy(name).defaults) for label, name in chosen.items()}
@@ -72,10 +76,44 @@ def _check_overrides(suite: Suite, strategies: list[str] | None, overrides: dict
             raise UsageError(f"--set {key}: no chosen strategy takes it ({who})")
 
 
+def check_suite(suite: Suite) -> None:
+    """Every name that becomes a path is a name; every benchmark's and backbone's options fit their schema
+    (after the command line's overrides)."""
+    checks.check_name(suite.name, "suite name")
+    for label in suite.strategies:
+        checks.check_name(label, "strategy label")
+    for label, plan in suite.benchmarks.items():
+        checks.check_name(label, "benchmark label")
+        benchmark = plan.benchmark or label
+        checks.check_benchmark_options(benchmark, plan.options, f"benchmark {label} options")
+        checks.check_backbone_options(plan.backbone_options, f"benchmark {label} backbone {plan.backbone}")
+        if benchmark == "folder":
+            checks.check_folder_classes(plan.options, f"benchmark {label}")
+
+
+def _check_job_inputs(job: Job, checked: set) -> None:
+    """Hyperparameters in bounds, and each weights file opened once, before the job's identity is built."""
+    from lpft_bench.models.backbones import check_weights
+
+    for key, value in job.hparams.items():
+        checks.check_hparam(key, value, _where(job))
+    spec = job.backbone_spec()
+    weights_key = (spec.timm_name, repr(spec.timm_kwargs), spec.weights)
+    if weights_key not in checked:
+        check_weights(spec)
+        checked.add(weights_key)
+
+
+def _where(job: Job) -> str:
+    return f"job {job.label('benchmark')} / {job.label('strategy')}"
+
+
 def check_jobs(jobs: list[Job]) -> None:
     """Build every job's identity and phases now: what the user got wrong is reported before anything trains."""
     shown: dict[str, dict] = {}
+    checked: set = set()
     for job in jobs:
+        _check_job_inputs(job, checked)
         try:
             job.id  # noqa: B018 - resolves the backbone, fingerprints the data, builds and validates the phases
         except UsageError:
@@ -83,6 +121,11 @@ def check_jobs(jobs: list[Job]) -> None:
         except (KeyError, ValueError, FileNotFoundError) as error:  # from the user's hyperparameters or paths
             raise UsageError(f"job {job.label('benchmark')} / {job.label('strategy')} {job.hparams}: "
                              f"{error.args[0] if error.args else error}") from error
+        # After the identity, which has checked the data: a batch size given is at most the training set.
+        size_key = (job.benchmark, repr(sorted(job.benchmark_options.items())), job.hparams.get("batch_size"))
+        if size_key not in checked:
+            checks.check_batch_size(job.benchmark, job.benchmark_options, job.hparams, _where(job))
+            checked.add(size_key)
         # One job shown under two labels would run once and appear under only the first: say so instead.
         if shown.setdefault(job.id, job.labels) != job.labels:
             raise UsageError(f"{job.label('benchmark')} / {job.label('strategy')} seed {job.seed} is the same job as "
@@ -97,6 +140,7 @@ def matrix_jobs(suite: Suite, benchmarks=None, strategies=None, seeds=None, sets
     _check_overrides(suite, strategies, sets)
     suite = _with_benchmark_options(_with_backbone(suite, backbone, checkpoint, backbone_options or {}),
                                     benchmark_options or {})
+    check_suite(suite)
     jobs = suite.expand(benchmarks=benchmarks, strategies=strategies, seeds=seeds, overrides=sets)
     check_jobs(jobs)
     return jobs

@@ -212,6 +212,19 @@ def run_matrix(jobs: list[Job], ctx: RunContext, launcher: str = "inline", slots
     return counters
 
 
+def failure_causes(jobs: list[Job], ctx: RunContext) -> list[tuple[str, int]]:
+    """Each distinct error of the failed jobs (its first line, as their records keep it) with how many jobs it
+    hit, the most frequent first."""
+    from collections import Counter
+
+    causes: Counter = Counter()
+    for job in jobs:
+        state, detail = job_state(ctx.job_dir(job))
+        if state == "failed":
+            causes[(detail or "no error recorded").splitlines()[0]] += 1
+    return causes.most_common()
+
+
 STATES = ("done", "running", "queued", "preempted", "failed", "corrupt", "pending")
 
 

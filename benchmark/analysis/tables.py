@@ -234,7 +234,8 @@ def _write_csv(frame: pd.DataFrame, path: Path, index: bool) -> None:
 
 
 def export_tables(store: Path, form: str) -> list[Path]:
-    """id and ood tables of a collected store as Markdown or LaTeX (pandas' to_markdown / to_latex)."""
+    """id and ood tables of a collected store (or of the folder its tables went to) as Markdown or LaTeX
+    (pandas' to_markdown / to_latex)."""
     suffix = {"md": ".md", "latex": ".tex"}[form]
     written = []
     for name in ("id", "ood"):
@@ -246,24 +247,31 @@ def export_tables(store: Path, form: str) -> list[Path]:
     return written
 
 
-def collect(store: Path, interval: str = "normal") -> str:
-    """Write runs.csv, id.csv, ood.csv, vs_paper.csv and summary.md into the store (and calibration.csv when jobs
-    recorded temperature scaling); return the printed tables. `interval`: which 90% interval the tables hold
+def collect(store: Path, interval: str = "normal", tables_out: Path | None = None, write: bool = True) -> str:
+    """Write runs.csv, id.csv, ood.csv, vs_paper.csv and summary.md into the store, or into `tables_out` (and
+    calibration.csv when jobs recorded temperature scaling); with `write` False only return them (a store
+    this user cannot write); return the printed tables. `interval`: which 90% interval the tables hold
     (INTERVAL_LABELS); the printout and summary.md say which."""
     store = Path(store)
+    destination = Path(tables_out) if tables_out is not None else store
+
+    def save(frame: pd.DataFrame, name: str, index: bool) -> None:
+        if write:
+            _write_csv(frame, destination / name, index)
+
     records = load_records(store)
     runs = runs_frame(records)
     selected = select_hparams(runs)
     id_table = summary_table(selected, "id", interval)
     ood_table = summary_table(with_oracle(selected, records), "ood", interval)
-    _write_csv(runs, store / "runs.csv", index=False)
-    _write_csv(id_table, store / "id.csv", index=True)
-    _write_csv(ood_table, store / "ood.csv", index=True)
+    save(runs, "runs.csv", index=False)
+    save(id_table, "id.csv", index=True)
+    save(ood_table, "ood.csv", index=True)
     paper = read_paper_tables()
     comparison = pd.concat([paper_comparison(table_cells(id_table), paper, "id").assign(split="id"),
                             paper_comparison(table_cells(ood_table), paper, "ood").assign(split="ood")])
     comparison = comparison.assign(difference=(comparison["mean"] - comparison["paper"]).round(2))
-    _write_csv(comparison, store / "vs_paper.csv", index=False)
+    save(comparison, "vs_paper.csv", index=False)
     failed = [r for r in records if r.get("status") == "failed"]
     label = INTERVAL_LABELS[interval]
     lines = [format_table(id_table, f"ID accuracy (%), mean ± {label} over seeds"), "",
@@ -272,7 +280,7 @@ def collect(store: Path, interval: str = "normal") -> str:
         lines += ["", *claims] if claims else []
     calibration = calibration_table(records, selected)
     if not calibration.empty:
-        _write_csv(calibration, store / "calibration.csv", index=False)
+        save(calibration, "calibration.csv", index=False)
         lines += ["", format_calibration(calibration)]
     if failed:
         lines += ["", f"{len(failed)} failed job(s): " + ", ".join(r["job_id"] for r in failed)]
@@ -284,5 +292,6 @@ def collect(store: Path, interval: str = "normal") -> str:
         summary += ["Beside Kumar et al. 2022 (`vs_paper.csv`):", "", "```",
                     comparison[["split", "strategy", "column", "mean", "paper", "difference"]].to_string(index=False),
                     "```", ""]
-    atomic_write(store / "summary.md", lambda tmp: tmp.write_text("\n".join(summary)))
+    if write:
+        atomic_write(destination / "summary.md", lambda tmp: tmp.write_text("\n".join(summary)))
     return text

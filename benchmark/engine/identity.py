@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
+from lpft_bench.checks import inside
 from lpft_bench.datamodules import benchmark_class, benchmark_meaning
 from lpft_bench.meaning import meaning_hash
 from lpft_bench.models import BackboneSpec, resolve_backbone
@@ -100,7 +101,7 @@ class RunContext:
     compile: bool = False
 
     def job_dir(self, job: Job) -> Path:
-        return Path(self.out) / "jobs" / job.id
+        return inside(Path(self.out), Path(self.out) / "jobs" / job.id)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "out": str(self.out)}

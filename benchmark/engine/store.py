@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lpft_bench.checks import inside
 from lpft_bench.faults import fault_point
 from lpft_bench.storage import atomic_write, set_aside, write_json
 from lpft_bench.strategies.linear_probe import extract_features
@@ -33,11 +34,11 @@ LOCK_ATTEMPTS = 20
 
 
 def phase_dir(out: Path, key: str) -> Path:
-    return Path(out) / "phases" / key
+    return inside(out, Path(out) / "phases" / key)
 
 
 def features_path(out: Path, benchmark: str, set_name: str, key: str) -> Path:
-    return Path(out) / "features" / f"{benchmark}-{set_name}-{key}.npz"
+    return inside(out, Path(out) / "features" / f"{benchmark}-{set_name}-{key}.npz")
 
 
 RECORD = "record.json"
@@ -192,7 +193,51 @@ def job_lock(job_dir: Path, attempts: int = LOCK_ATTEMPTS) -> Iterator[bool]:
 
 
 def is_locked(job_dir: Path) -> bool:
-    if not (job_dir / "lock").exists():
+    """Whether a runner holds the job's lock, probed through a read-only handle: `status` works on a store
+    this user cannot write."""
+    try:
+        handle = open(job_dir / "lock")
+    except FileNotFoundError:
         return False
-    with job_lock(job_dir, attempts=1) as acquired:
-        return not acquired
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file, from its size and header alone (no tensor is read); None if
+    nothing: the header parses and its tensors end exactly where the file does."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else None
+            if length is None or length > size - 8:
+                return f"truncated: {size} bytes, shorter than its header says"
+            header = json.loads(handle.read(length))
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return "not a safetensors header"
+    expected = 8 + length + max(ends, default=0)
+    return None if size == expected else f"truncated or altered: {size} bytes where its header describes {expected}"
+
+
+def unreadable_phase_files(out: Path) -> list[str]:
+    """`<file>: <why>` for each weights file of a finished phase (one with its record) that would not load."""
+    problems = []
+    for directory in sorted(Path(out).glob("phases/*")):
+        if ".corrupt-" in directory.name or not (directory / RECORD).is_file():
+            continue  # set aside already, or not finished
+        for name in ("model.safetensors", SELECTED):
+            problem = safetensors_problem(directory / name)
+            if problem and not (name == SELECTED and problem == "missing"):
+                problems.append(f"{directory / name}: {problem}")
+    return problems

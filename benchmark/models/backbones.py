@@ -12,7 +12,7 @@ from lpft_bench.registry import Registry
 
 from . import toy  # noqa: F401 - registers the toy backbones with timm
 from .digits_pretraining import DIGITS_PRETRAIN, DIGITS_UPRIGHT_PRETRAIN
-from .weights import EFFICIENTNET_LITE0, TIMM_HUB, load_weights, read_state_dict, weight_source
+from .weights import EFFICIENTNET_LITE0, TIMM_HUB, is_local_file, load_weights, read_state_dict, weight_source
 
 
 @dataclass(frozen=True)
@@ -147,3 +147,18 @@ def build_backbone(spec: BackboneSpec, pretrained: bool = True, num_classes: int
     data_config = timm.data.resolve_data_config({}, model=model)
     data_config.update(spec.data_config)
     return model, data_config
+
+
+def check_weights(spec: BackboneSpec) -> None:
+    """A weights file the user named, opened once before any job: refused in one line when it is no weights
+    file (weights_only loading or safetensors, never a pickle's code) or its tensors do not fit the architecture."""
+    if not spec.weights or not is_local_file(spec.weights):
+        return
+    try:
+        build_backbone(spec, pretrained=True)
+    except UsageError:
+        raise
+    except (ValueError, RuntimeError) as error:  # load_weights' missing and unexpected names; torch's shape mismatch
+        reason = " ".join(str(error).split())[:400]
+        raise UsageError(f"weights {spec.weights} do not fit {spec.timm_name}: {reason}; "
+                         "give weights saved from this architecture") from None

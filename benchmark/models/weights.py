@@ -5,6 +5,7 @@ found in `$LPFT_BENCH_CHECKPOINTS`), or a local file (counted by its content, ne
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -99,6 +100,11 @@ def local_file_digest(path: str | Path) -> str:
     return _content_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
+def is_local_file(weights: str) -> bool:
+    """Weights named by a path (the user's file), as opposed to a registered or published source."""
+    return weights not in WEIGHT_SOURCES and not weights.startswith(("builtin:", TIMM_HUB, "checkpoint:"))
+
+
 def weight_source(weights: str) -> WeightSource:
     if weights in WEIGHT_SOURCES:
         return WEIGHT_SOURCES[weights]
@@ -112,15 +118,48 @@ def weight_source(weights: str) -> WeightSource:
     return WeightSource(lambda spec: "sha256:" + local_file_digest(weights), lambda spec: Path(weights))
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint, never executing pickled code."""
-    path = Path(path)
+NOT_A_WEIGHTS_FILE = ("load it in your own code, convert it to safetensors (safetensors.torch.save_file), "
+                      "and point `weights:` at that")
+
+
+def not_a_weights_file(path: Path, reason: str) -> UsageError:
+    return UsageError(f"not a weights file: {path} ({reason}); {NOT_A_WEIGHTS_FILE}")
+
+
+def _unpickler_reason(error: BaseException) -> str:
+    """What torch's weights-only unpickler refused, without torch's advice to turn the safety off."""
+    for line in str(error).splitlines():
+        line = line.split("WeightsUnpickler error:", 1)[-1].strip()
+        if line and "weights_only" not in line and "weights only" not in line.lower() and "documentation" not in line:
+            return f"a weights-only load refused it: {line[:200].rstrip('.')}"
+    return f"neither safetensors nor a weights-only torch file ({type(error).__name__})"
+
+
+def _load_tensors(path: Path):
+    from safetensors import SafetensorError
+
     if path.suffix == ".safetensors":
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as error:
+            raise not_a_weights_file(path, f"an unreadable safetensors file: {error}") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as error:
+        # `from None`: torch's message, kept in a failed job's traceback, advises weights_only=False.
+        raise not_a_weights_file(path, _unpickler_reason(error)) from None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint, never executing pickled code: a safetensors file, or a torch file that
+    weights-only loading reads as a mapping of names to tensors (possibly under state_dict/model/module)."""
+    path = Path(path)
+    obj = _load_tensors(path)
     for key in ("state_dict", "model", "module"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise not_a_weights_file(path, f"it holds a {type(obj).__name__}, not a mapping of names to tensors")
     prefixes = ("module.encoder_q.", "module.", "encoder_q.", "model.", "backbone.")
     cleaned = {}
     for name, tensor in obj.items():
