@@ -23,7 +23,7 @@ def test_protocol_card_of_the_six_paper_benchmarks_is_pinned(capsys):
     assert {name: card["feature_dim"] for name, card in by_name.items()} == {
         "living17": 2048, "entity30": 2048, "cifar10": 2048, "domainnet": 1024, "fmow": 2048, "imagenet": 512}
     assert by_name["living17"]["lp"]["standardise"] == "scalar"
-    assert by_name["domainnet"]["batch_size"]["ft"] == 32
+    assert by_name["domainnet"]["batch_size"]["ft"] == 64
 
 
 def test_protocol_of_an_unknown_benchmark_is_a_one_line_usage_error(capsys):
