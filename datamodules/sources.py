@@ -219,9 +219,9 @@ WEIGHTS: dict[str, WeightDownload] = {
     # Ayush et al.'s MoCo-v2-TP (200 epochs on FMoW), the checkpoint Kumar et al. call mocotp_checkpoint_0200.
     "moco-tp-resnet50": WeightDownload(Download(
         "moco_tp.pth.tar", "https://zenodo.org/record/7379715/files/moco_tp.pth.tar?download=1", None, None,
-        "file", ".", ".", verified_by="loads into timm's ResNet-50 with weights_only=True: every tensor found under "
-        "module.encoder_q. with its shape, only the momentum encoder and queue left over; identity with the paper's "
-        "checkpoint unverified (no published checksum)"), "none"),
+        "file", ".", ".", verified_by="loads into timm's ResNet-50 with weights_only=True: every tensor found with its "
+        "shape once MoCo's prefixes are stripped, nothing left over but the classifier, momentum encoder and queue; "
+        "identity with the paper's checkpoint unverified (no published checksum)"), "none"),
     "clip-resnet50": _clip("RN50.pt", "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762"),
     "clip-vit-b16": _clip("ViT-B-16.pt", "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"),
 }
