@@ -194,7 +194,9 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
             if trainers.is_rank_zero:
                 save_phase(phase_dir(ctx.out, key), model, record, context.selected_state)
                 shutil.rmtree(job_dir / "checkpoints" / key, ignore_errors=True)
-        if index + 1 < len(phases) and phase.trains == "head" and prepared.selected_state is not None:
+        kind = phase_kind(phase.trains)
+        head_only = kind.by_gradient and not kind.trains_backbone
+        if index + 1 < len(phases) and head_only and prepared.selected_state is not None:
             model.load_state_dict(prepared.selected_state)  # the next phase starts from the probe's best epoch
             prepared.selected_state = None
         start_of_previous = start
