@@ -69,7 +69,7 @@ def _check_overrides(suite: Suite, strategies: list[str] | None, overrides: dict
     checks.check_grid(overrides, "--set")
     chosen = {label: strategy_of(label, grid)[0] for label, grid in suite.strategies.items()
               if not strategies or label in strategies}
-    takes = {label: set(get_strategy(name).defaults) for label, name in chosen.items()}
+    takes = {label: set(get_strategy(name).takes) for label, name in chosen.items()}
     for key in overrides:
         if not any(key in hparams for hparams in takes.values()):
             who = "; ".join(f"{label}: {', '.join(sorted(h))}" for label, h in takes.items())

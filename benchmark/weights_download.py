@@ -8,6 +8,7 @@ image tower is mapped onto timm's architecture by timm's own OpenAI converter an
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import warnings
 from dataclasses import replace
@@ -17,7 +18,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from lpft_bench.datamodules.download import STAGING, DownloadError, fetch_verified
+from lpft_bench.datamodules.download import STAGING, DownloadError, fetch_verified, file_digest
 from lpft_bench.datamodules.sources import WEIGHTS
 from lpft_bench.errors import UsageError
 from lpft_bench.models import BACKBONES, BackboneSpec, build_backbone
@@ -76,5 +77,35 @@ def download_weights(name: str, mirror: str | None) -> str:
         path.unlink()
     else:
         _check_loads(path, spec, entry.download.url)
+        if entry.download.checksum is None:
+            _record_provenance(path, target, entry.download)
         os.replace(path, target)
     return str(target)
+
+
+PROVENANCE_SUFFIX = ".provenance.json"
+
+
+def _record_provenance(path: Path, target: Path, download) -> None:
+    """What can be said of a file no publisher vouches for (MoCo-TP on Zenodo): its sha256, the check it passed,
+    and the file's own metadata (MoCo's training scripts store `epoch` and `arch` beside the weights)."""
+    content = torch.load(path, map_location="cpu", weights_only=True)
+    metadata = {k: v for k, v in content.items() if isinstance(v, (int, float, str))} if isinstance(content, dict) else {}
+    record = {"file": target.name, "source": download.url, "sha256": file_digest(path, "sha256"),
+              "size": path.stat().st_size, "check": download.verified_by, "metadata": metadata}
+    atomic_write(target.with_name(target.name + PROVENANCE_SUFFIX), lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+
+
+def checkpoint_provenance(name: str) -> dict:
+    """A paper backbone's file as the protocol card states it: where it comes from, what vouches for it, and for
+    a file without a published checksum the sha256 and metadata `weights download` recorded on this machine."""
+    download = WEIGHTS[name].download
+    card = {"file": canonical_file(name), "source": download.url,
+            "published_checksum": f"{download.checksum} ({download.checksum.source})" if download.checksum else None}
+    if download.checksum is None:
+        card["check"] = download.verified_by
+        root = os.environ.get(CHECKPOINT_DIR_ENV)
+        recorded = Path(root or ".") / (card["file"] + PROVENANCE_SUFFIX)
+        card["recorded"] = (json.loads(recorded.read_text()) if root and recorded.is_file() else
+                            f"not downloaded on this machine: `lpft-bench weights download {name}` records its sha256")
+    return card

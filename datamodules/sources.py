@@ -155,6 +155,10 @@ DATASETS: dict[str, tuple[Download, ...]] = {
                                      "tensorflow/datasets datasets/imagenet_a/checksums.tsv"),
                             687_552_512, "tar", "imagenet-a", "imagenet-a"),),
     # The authors' Google Drive file, as the Hugging Face hub serves it (same sha256 in HF's and TFDS's records).
+    # songweig/imagenet_sketch is its current address: the hub moved the namespace-less `imagenet_sketch` (the
+    # name older dataset records and ImageNet-Sketch's README use) there, and the old address redirects to it
+    # (the hub pages in this project's search index: /datasets/imagenet_sketch/commits/... renders as
+    # songweig/imagenet_sketch, whose data/ folder came in commit bee800b). The sha256 is checked either way.
     "imagenet-sketch": (Download("ImageNet-Sketch.zip",
                                  "https://huggingface.co/datasets/songweig/imagenet_sketch/resolve/main/data/ImageNet-Sketch.zip",
                                  Checksum("sha256", "4d3ce6b82a7c48aabf14aeac105eb533e75707f152cc858f55bfc022031a72ed",
@@ -215,7 +219,9 @@ WEIGHTS: dict[str, WeightDownload] = {
     # Ayush et al.'s MoCo-v2-TP (200 epochs on FMoW), the checkpoint Kumar et al. call mocotp_checkpoint_0200.
     "moco-tp-resnet50": WeightDownload(Download(
         "moco_tp.pth.tar", "https://zenodo.org/record/7379715/files/moco_tp.pth.tar?download=1", None, None,
-        "file", ".", ".", verified_by="loads into the backbone (weights_only, every ResNet-50 tensor)"), "none"),
+        "file", ".", ".", verified_by="loads into timm's ResNet-50 with weights_only=True: every tensor found with its "
+        "shape once MoCo's prefixes are stripped, nothing left over but the classifier, momentum encoder and queue; "
+        "identity with the paper's checkpoint unverified (no published checksum)"), "none"),
     "clip-resnet50": _clip("RN50.pt", "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762"),
     "clip-vit-b16": _clip("ViT-B-16.pt", "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"),
 }

@@ -23,10 +23,14 @@ _HEAD_PROBING = {"hp_epochs": 10, "hp_lr": 1e-2}
 
 def _probe(hp: dict) -> Phase:
     """The paper's logistic-regression LP for a linear head; an MLP head is probed by SGD (as for large data),
-    with the cosine schedule of the authors' ImageNet probe (a probe is trained to its end, not early-stopped)."""
+    as the authors' ImageNet probe: a cosine schedule, evaluated every epoch, its best epoch on the selection
+    set kept (baseline_train.py L429-440 at 36fb2ef saves ckp_best_<set>, and LP-FT loads ckp_best_val);
+    `probe_seed` pins the probe to that seed's for every replication (run_adaptation_experiments.py L1022-1028)."""
     if hp.get("head", "linear") == "mlp" or hp.get("probe") == "sgd":
         return Phase("lp", trains="head", epochs=hp["hp_epochs"], lr=hp["hp_lr"], head_init="random",
-                     schedule="cosine", validate_every=max(hp["hp_epochs"], 1))
+                     schedule="cosine", validate_every=1, seed=hp.get("probe_seed"))
+    if hp.get("probe_seed") is not None:
+        raise ValueError("probe_seed pins an SGD probe (probe=sgd or head=mlp); the logistic probe is fitted per seed")
     return Phase("lp", trains="logistic-probe", probe_Cs=PAPER_PROBE_CS)
 
 
@@ -115,6 +119,7 @@ STRATEGIES: Registry[Strategy] = Registry("strategy", [
             "linear probe, then full fine-tuning from exactly that head, BatchNorm in eval mode",
             _lp_ft,
             defaults={**_TRAINING, "lr": 1e-4, "batchnorm": "eval", "probe": "logistic", **_HEAD_PROBING},
+            optional={"probe_seed": 0},
         ),
         Strategy(
             "hp-ft",

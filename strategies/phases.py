@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 from lpft_bench.errors import UsageError
@@ -29,7 +29,10 @@ class Phase:
     reinit: backbone modules (e.g. ResNet-50 "layer4.2") re-initialised at the start of the phase.
     schedule: "cosine" (per epoch, no warm-up) or "constant" (head probing: the head after τ epochs
         is then the same whatever the total, so a τ sweep is a sweep of early stopping).
-    validate_every: evaluate every n epochs (the last epoch is always evaluated).
+    validate_every: evaluate every n epochs (the last epoch is always evaluated). A head-only phase followed by
+        another hands it its selected epoch (the authors' LP-FT starts from the probe's ckp_best_val).
+    seed: the phase runs as the job of this seed runs it, whatever the job's own seed (None: the job's); the
+        authors' ImageNet LP-FT starts every replication from the seed-0 probe.
     Layer groups (strategies.layers: "stem", the stages, "neck", "head") are frozen by `train_groups`
     (trains="groups"), `frozen_groups` (all phase long) or `unfreeze_every` = n (top-down: the head alone,
     then one more group every n epochs). Learning rates: `lr` × `lr_decay`^(depth from the top: head 0),
@@ -64,6 +67,7 @@ class Phase:
     ingredient: str = ""
     sweep_lrs: tuple[float, ...] = ()
     reestimate_bn: bool = True
+    seed: int | None = None
 
     def __post_init__(self):
         from .kinds import PHASE_KINDS, phase_kind
@@ -111,13 +115,21 @@ class Strategy:
     build_phases: Callable[[dict], list[Phase]]
     defaults: dict
     pretrained: bool = True
+    # Hyperparameters taken only when given, each with a value of its type (absent, they are no part of a job's
+    # hyperparameters, so its identity is what it was before they existed).
+    optional: dict = field(default_factory=dict)
+
+    @property
+    def takes(self) -> dict:
+        """Every hyperparameter the strategy takes: its default, or for an optional one a value of its type."""
+        return {**self.optional, **self.defaults}
 
     def hparams(self, overrides: dict | None = None) -> dict:
-        unknown = set(overrides or {}) - set(self.defaults)
+        unknown = set(overrides or {}) - set(self.takes)
         if unknown:
-            raise UsageError(f"strategy {self.name!r} has no hyperparameters {sorted(unknown)}; it takes {sorted(self.defaults)}")
+            raise UsageError(f"strategy {self.name!r} has no hyperparameters {sorted(unknown)}; it takes {sorted(self.takes)}")
         for name, value in (overrides or {}).items():
-            default = self.defaults[name]
+            default = self.takes[name]
             numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
             if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise UsageError(f"strategy {self.name!r}: {name} must be a number like {default!r}, got {value!r}")

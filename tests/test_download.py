@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import socket
 import tarfile
 import threading
@@ -307,6 +308,26 @@ def test_weights_download_saves_loadable_checkpoints(mirror, tmp_path, monkeypat
     assert torch.equal(vit.blocks[0].attn.qkv.weight, openai["visual.transformer.resblocks.0.attn.in_proj_weight"].float())
     assert sorted(p.name for p in tmp_path.iterdir()) == [".downloads", "moco_v2_800ep_pretrain.pth.tar",
                                                           "vit_base_patch16_clip_quickgelu_224.openai.safetensors"]
+
+
+def test_moco_tp_download_records_its_sha256_metadata_and_check_which_the_card_prints(mirror, tmp_path, monkeypatch):
+    """No checksum is published for MoCo-TP (issue 21): what can be said of the file is recorded and shown."""
+    from lpft_bench.weights_download import checkpoint_provenance
+
+    monkeypatch.setenv("LPFT_BENCH_CHECKPOINTS", str(tmp_path))
+    tiny = replace(BACKBONES["moco-tp-resnet50"], timm_name="resnet10t", timm_kwargs={"channels": (8, 8, 8, 8), "stem_width": 8})
+    monkeypatch.setitem(BACKBONES, "moco-tp-resnet50", tiny)
+    weights = timm.create_model("resnet10t", num_classes=10, **tiny.timm_kwargs).state_dict()
+    buffer = io.BytesIO()
+    torch.save({"epoch": 200, "arch": "resnet50", "state_dict": {f"module.encoder_q.{k}": v for k, v in weights.items()}},
+               buffer)
+    entry = WEIGHTS["moco-tp-resnet50"]
+    mirror.files = {entry.download.name: buffer.getvalue()}
+    assert main(["weights", "download", "moco-tp-resnet50", "--mirror", mirror.url]) == 0
+    recorded = json.loads((tmp_path / "mocotp_checkpoint_0200.pth.tar.provenance.json").read_text())
+    assert recorded["sha256"] == digest(buffer.getvalue(), "sha256")
+    assert recorded["metadata"] == {"epoch": 200, "arch": "resnet50"} and recorded["check"] == entry.download.verified_by
+    assert checkpoint_provenance("moco-tp-resnet50")["recorded"] == recorded
 
 
 def test_openai_clip_resnet50_names_map_onto_timms_architecture():

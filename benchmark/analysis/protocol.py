@@ -8,7 +8,8 @@ import json
 
 import torch
 
-from lpft_bench.analysis.tables import INTERVAL_LABELS
+from lpft_bench.analysis.protocol_sources import protocol_sources
+from lpft_bench.analysis.tables import INTERVAL_LABELS, PAPER_OOD_SET_NAMES
 from lpft_bench.datamodules import ID_TEST, ID_VAL, build_datamodule
 from lpft_bench.errors import UsageError
 from lpft_bench.models import build_backbone, resolve_backbone
@@ -16,6 +17,7 @@ from lpft_bench.models.backbones import feature_dim
 from lpft_bench.strategies import get_strategy
 from lpft_bench.strategies.kinds import phase_kind
 from lpft_bench.suites import get_suite
+from lpft_bench.weights_download import checkpoint_provenance
 
 SUITE = "paper"
 
@@ -25,12 +27,15 @@ def _phase_card(phase, swept_lrs: list[float]) -> dict:
     kind = phase_kind(phase.trains)
     if not kind.by_gradient:
         return {"phase": phase.name, "trains": phase.trains}
-    return {"phase": phase.name, "trains": phase.trains, "epochs": phase.epochs,
+    card = {"phase": phase.name, "trains": phase.trains, "epochs": phase.epochs,
             "lr": swept_lrs if len(swept_lrs) > 1 else phase.lr, "optimizer": phase.optimizer,
             "momentum": phase.momentum, "weight_decay": phase.weight_decay, "schedule": phase.schedule,
             # A head-only phase keeps the frozen backbone in eval mode, whatever its BatchNorm setting says.
             "batchnorm": phase.batchnorm if kind.trains_backbone else "eval (backbone frozen)",
-            "head_init": phase.head_init}
+            "head_init": phase.head_init, "validate_every": phase.validate_every}
+    if phase.seed is not None:
+        card["seed"] = f"{phase.seed}, for every replication (the job of seed {phase.seed}'s phase)"
+    return card
 
 
 def benchmark_protocol(benchmark: str) -> dict:
@@ -83,7 +88,21 @@ def benchmark_protocol(benchmark: str) -> dict:
         "seeds": list(suite.seeds),
         "interval": INTERVAL_LABELS["normal"],
         "strategies": strategies,
+        "eval_sets": _eval_sets(dm),
+        "checkpoint": checkpoint_provenance(plan.backbone),
+        "sources": protocol_sources(benchmark),
     }
+
+
+def _eval_sets(dm) -> dict:
+    """Each evaluation set's split, which version of a versioned set, and the set the paper's one figure for a
+    benchmark with several OOD sets is compared with (vs_paper)."""
+    sets = {spec.name: spec.split for spec in dm.sets if spec.split != "train"}
+    if "cifar10.1" in sets:
+        sets["cifar10.1"] = f"ood, version {dm.cifar101_version}"
+    paper_figure = {f"paper's {paper}": ours for paper, ours in PAPER_OOD_SET_NAMES.items()
+                    if paper.startswith(dm.name)}
+    return {**sets, **paper_figure}
 
 
 def _steps(pipeline: list[dict]) -> str:
@@ -104,6 +123,14 @@ def format_protocol(card: dict) -> str:
         lines.append(f"  {name} (batch {strategy['batch_size']}): {phases}")
     lines.append(f"  selection: epoch = {card['selection']['epoch']}; hyperparameters = "
                  f"{card['selection']['hyperparameters']}; seeds {card['seeds']}; interval {card['interval']}")
+    lines.append(f"  eval sets: {', '.join(f'{k} ({v})' for k, v in card['eval_sets'].items())}")
+    lines.append(f"  checkpoint: {', '.join(f'{k} {v}' for k, v in card['checkpoint'].items())}")
+    sources = dict(card["sources"])
+    lines.append(f"  sources, checked against {sources.pop('checked_against')}:")
+    for item, cited in sources.items():
+        if isinstance(cited, dict):
+            cited = [f"{k}: {v}" for k, v in cited.items()]
+        lines.append(f"    {item}: {'; '.join(cited) if isinstance(cited, list) else cited}")
     return "\n".join(lines)
 
 

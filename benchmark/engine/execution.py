@@ -129,6 +129,18 @@ def _train_ingredient(job: Job, ctx: RunContext, work_dir: Path, strategy: str, 
     return ingredient.id, cpu_state(prepared.model)
 
 
+def _run_pinned(job: Job, prefix: list[Phase], ctx: RunContext, job_dir: Path):
+    """The last phase of `prefix` as the job of its pinned seed runs it (its phase key is that job's, so it lands
+    in the store for every replication): its record, end state and selected state."""
+    from dataclasses import replace
+
+    pinned = replace(job, seed=prefix[-1].seed)
+    prepared = prepare_job(pinned, ctx)
+    prepared.phases = prefix
+    records, _, _ = run_phases(pinned, prepared, ctx, work_dir=job_dir / "pinned" / f"seed-{pinned.seed}")
+    return records[-1], cpu_state(prepared.model), prepared.selected_state
+
+
 def _features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, dataset, view: str = "eval",
               random_view: bool = False):
     """`view`: the name of the transform `dataset` applies; `random_view`: whether it is random (seeded)."""
@@ -170,6 +182,10 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
             records.append({**record, "reused": key})
             model.load_state_dict(state)
             prepared.selected_state = load_selected(phase_dir(ctx.out, key))
+        elif phase.seed is not None and phase.seed != job.seed:
+            record, state, prepared.selected_state = _run_pinned(job, phases[: index + 1], ctx, job_dir)
+            records.append({**record, "reused": key})
+            model.load_state_dict(state)
         else:
             context = phase_context(job, prepared, ctx, key, job_dir, trainers, start_of_previous)
             record = phase_kind(phase.trains).run(phase, context)
@@ -178,6 +194,11 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
             if trainers.is_rank_zero:
                 save_phase(phase_dir(ctx.out, key), model, record, context.selected_state)
                 shutil.rmtree(job_dir / "checkpoints" / key, ignore_errors=True)
+        kind = phase_kind(phase.trains)
+        head_only = kind.by_gradient and not kind.trains_backbone
+        if index + 1 < len(phases) and head_only and prepared.selected_state is not None:
+            model.load_state_dict(prepared.selected_state)  # the next phase starts from the probe's best epoch
+            prepared.selected_state = None
         start_of_previous = start
     return records, trainers.world_size, trainers.is_rank_zero
 

@@ -152,13 +152,17 @@ def phase_key(job: Job, phases: list[Phase], index: int, scheme: IdentityScheme 
     prefix = phases[: index + 1]
     hparams = get_strategy(job.strategy).hparams(job.hparams)
     depends_on_training = any(phase_kind(p.trains).depends_on_training for p in prefix)
+    described = [scheme.describe_phase(p) for p in prefix]
+    pinned = prefix[-1].seed
+    if pinned is not None:  # the phase the job of that seed runs: its key, so both share one result
+        described[-1].pop("seed", None)  # (identity v1 had no seed field)
     meaning = {
         "benchmark": job.benchmark_meaning(),
         "backbone": job.backbone_spec().meaning(),
         "pretrained": get_strategy(job.strategy).pretrained,
-        "seed": job.seed,
+        "seed": job.seed if pinned is None else pinned,
         "training": {k: hparams.get(k) for k in ("batch_size", "head", "probe_size")} if depends_on_training else {},
-        "phases": [scheme.describe_phase(p) for p in prefix],
+        "phases": described,
     }
     settings = phase_settings(prefix, job.mode)
     if settings:

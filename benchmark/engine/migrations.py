@@ -31,16 +31,21 @@ from .identity import CURRENT, IdentityScheme, Job, ingredient_jobs, job_id, job
 from .store import RECORD
 
 STORE_FILE = "store.json"
-_V1_LATER_FIELDS = ("train_groups", "frozen_groups", "unfreeze_every", "lr_decay", "backbone_lr_ratio",
-                    "l2sp_alpha", "l2sp_beta", "alphas", "average", "ingredient", "sweep_lrs", "reestimate_bn")
+# The fields a phase had under v1, in order; those after the first records were described only when set.
+_V1_FIELDS = ("name", "trains", "epochs", "lr", "optimizer", "momentum", "weight_decay", "batchnorm",
+              "label_smoothing", "head_init", "probe_Cs", "also_train", "reinit", "schedule", "validate_every",
+              "train_groups", "frozen_groups", "unfreeze_every", "lr_decay", "backbone_lr_ratio", "l2sp_alpha",
+              "l2sp_beta", "alphas", "average", "ingredient", "sweep_lrs", "reestimate_bn")
+_V1_LATER_FIELDS = _V1_FIELDS[_V1_FIELDS.index("train_groups"):]
 
 
 def _describe_v1(phase: Phase) -> dict:
-    described = {f.name: getattr(phase, f.name) for f in fields(phase)}
+    defaults = {f.name: f.default for f in fields(phase)}
+    described = {name: getattr(phase, name) for name in _V1_FIELDS}
     described["probe_Cs"] = tuple(phase.probe_Cs)  # the computed floats, as v1 hashed them
-    for f in fields(phase):
-        if f.name in _V1_LATER_FIELDS and described[f.name] == f.default:
-            del described[f.name]
+    for name in _V1_LATER_FIELDS:
+        if described[name] == defaults[name]:
+            del described[name]
     return described
 
 
