@@ -10,7 +10,6 @@ then a true test set.
 from __future__ import annotations
 
 import hashlib
-import os
 from functools import cached_property
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from .base import ID_TEST, ID_VAL, DataError, DatasetMissing
 from .fakes import write_images
+from .walk import walk_folder
 from .imagedata import ClassFolders, DataSource, ImageShiftDataModule, SetSpec, class_folders
 
 FOLDER = DataSource(
@@ -30,14 +30,10 @@ FOLDER = DataSource(
 def folder_fingerprint(directory: Path) -> str:
     """The content of an image folder as its sorted relative file paths and sizes: moving the folder keeps it,
     adding, removing, renaming or resizing an image changes it."""
-    if not directory.is_dir():
-        raise DatasetMissing(directory, "no such directory")
     digest = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(directory):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(f for f in filenames if not f.startswith(".")):
-            path = Path(dirpath) / name
-            digest.update(f"{path.relative_to(directory).as_posix()}\0{path.stat().st_size}\n".encode())
+    for listed in walk_folder(directory):
+        # surrogateescape: a file name that is not valid UTF-8 hashes as its bytes on disk (UTF-8 names hash as before).
+        digest.update(f"{listed.relative}\0{listed.size}\n".encode("utf-8", "surrogateescape"))
     return "files-sha256:" + digest.hexdigest()[:16]
 
 
