@@ -28,13 +28,14 @@ def _check_matrix_arguments(args: argparse.Namespace) -> None:
 
 def _check_out(out: Path) -> None:
     """The store must be (or become) a directory this user can write."""
+    from lpft_bench.datamodules.walk import display_path
     from lpft_bench.errors import UsageError
 
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a directory")
+        raise UsageError(f"--out {display_path(out)} is a file, not a directory")
     existing = next(p for p in (out, *out.absolute().parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: {existing} is not a directory this user can write")
+        raise UsageError(f"--out {display_path(out)}: {display_path(existing)} is not a directory this user can write")
 
 
 def _suite_jobs(args: argparse.Namespace):
@@ -82,6 +83,8 @@ def _run(args: argparse.Namespace) -> int:
     from lpft_bench.engine import RunContext
     from lpft_bench.errors import UsageError
     from lpft_bench.interrupts import Interrupted, stop_on_signals
+    from lpft_bench.datamodules.walk import display_path
+    from lpft_bench.preflight import check_free_space, job_plans, unreadable_images
     from lpft_bench.runner import run_matrix
     from lpft_bench.slurm import parse_options
     from lpft_bench.analysis.tables import collect
@@ -100,6 +103,14 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / suite.name)
     _check_out(out)
     check_logger(args.logger)
+    if not args.no_preflight:
+        report, blocking = unreadable_images(job_plans(jobs))
+        if report:
+            print(("lpft-bench: unreadable images, nothing was run.\n" if blocking else "") + report, file=sys.stderr)
+        if blocking:
+            return 2
+    if not args.force:
+        check_free_space(jobs, out)
     data_root = _data_root(args)
     if suite.fake_data and data_root is None:
         data_root = str(_fake_data_root(out, {job.benchmark for job in jobs}))
@@ -113,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
     slurm = {"cluster": args.slurm_cluster, **parse_options(args.slurm_option or [])}
     if args.slurm_partition:
         slurm["slurm_partition"] = args.slurm_partition
-    print(f"suite {suite.name}: {len(jobs)} jobs -> {out}", file=sys.stderr)
+    print(f"suite {suite.name}: {len(jobs)} jobs -> {display_path(out)}", file=sys.stderr)
     try:
         with stop_on_signals():
             result = run_matrix(jobs, ctx, launcher=args.launcher, slots=args.slots, slurm=slurm, wait=args.wait)
@@ -123,37 +134,42 @@ def _run(args: argparse.Namespace) -> int:
         return stop.exit_code
     if args.launcher == "slurm" and not args.wait:
         print(f"submitted {len(result.submitted)} jobs ({result.skipped} already done, {result.busy} queued or running); "
-              f"follow with `lpft-bench status --out {out}`, then `lpft-bench collect --out {out}`")
+              f"follow with `lpft-bench status --out {display_path(out)}`, then `lpft-bench collect --out {display_path(out)}`")
         return 0
-    print(collect(out))
+    print(collect(out, matrix=[job.id for job in jobs]))
     print(f"\n{result.done} run, {result.skipped} already done, {result.failed} failed, {result.busy} held by another "
-          f"runner; tables in {out}/: runs.csv, id.csv, ood.csv, vs_paper.csv, summary.md")
+          f"runner; tables in {display_path(out)}/: runs.csv, id.csv, ood.csv, vs_paper.csv, summary.md")
     if result.failed:
-        print(f"failed jobs keep their error in {out}/jobs/<id>/record.json; rerun to retry them", file=sys.stderr)
+        print(f"failed jobs keep their error in {display_path(out)}/jobs/<id>/record.json; rerun to retry them", file=sys.stderr)
     return 1 if result.failed else 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    from lpft_bench.datamodules.walk import display_path
+    from lpft_bench.prune import outside_line
     from lpft_bench.runner import STATES, store_status
 
     suite, jobs = _suite_jobs(args) if args.suite or args.all or args.config else (None, None)
     out = Path(args.out or Path("results") / (suite.name if suite else "quickstart"))
     counts = store_status(out, jobs)
     shown = [k for k in STATES if counts[k] or k in ("done", "running", "failed", "pending")]
-    print(f"{out}: " + ", ".join(f"{counts[k]} {k}" for k in shown) + f" of {counts['total']}")
+    print(f"{display_path(out)}: " + ", ".join(f"{counts[k]} {k}" for k in shown) + f" of {counts['total']}")
     for problem in counts["problems"]:
-        print(f"  corrupt: {problem} (`lpft-bench run` moves it aside and reruns the job)")
+        print(f"  corrupt: {display_path(problem)} (`lpft-bench run` moves it aside and reruns the job)")
+    if counts["outside"]:
+        print(f"  {outside_line(counts['outside'])}")
     return 0
 
 
 def _collect(args: argparse.Namespace) -> int:
     from lpft_bench.analysis.tables import collect, export_tables
+    from lpft_bench.datamodules.walk import display_path
     from lpft_bench.experiments import load_experiment
 
     out = Path(args.out or Path("results") / (load_experiment(args.config).name if args.config else "quickstart"))
     print(collect(out, args.interval))
     if args.format != "csv":
-        print(f"wrote {', '.join(str(p) for p in export_tables(out, args.format))}")
+        print(f"wrote {', '.join(display_path(p) for p in export_tables(out, args.format))}")
     return 0
 
 
@@ -181,10 +197,25 @@ def _list(args: argparse.Namespace) -> int:
 
 def _data_check(args: argparse.Namespace) -> int:
     from lpft_bench.datamodules import check_benchmarks, format_check
+    from lpft_bench.datamodules.walk import printable
+    from lpft_bench.preflight import unreadable_images
 
-    rows = check_benchmarks(_data_root(args))
-    print(format_check(rows))
-    return 0
+    if not args.config:
+        rows = [row for row in check_benchmarks(_data_root(args)) if not args.benchmarks or row.benchmark in args.benchmarks]
+        print(printable(format_check(rows)))
+        return 0
+    from lpft_bench.errors import UsageError
+    from lpft_bench.experiments import load_experiment
+
+    plans = load_experiment(args.config).benchmarks
+    unknown = sorted(set(args.benchmarks or ()) - set(plans))
+    if unknown:
+        raise UsageError(f"--benchmarks {' '.join(unknown)}: not in {args.config}; its benchmarks: {', '.join(plans)}")
+    chosen = [(label, plan.benchmark or label, plan.options) for label, plan in plans.items()
+              if not args.benchmarks or label in args.benchmarks]
+    report, blocking = unreadable_images(chosen)
+    print(report or f"every image of {', '.join(label for label, _, _ in chosen)} decodes")
+    return 2 if blocking else 0
 
 
 def _data_fake(args: argparse.Namespace) -> int:
@@ -231,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lpft_bench.analysis.theory import add_theory_arguments
     from lpft_bench.pretrain import add_pretrain_arguments, main_pretrain
     from lpft_bench.download_cli import add_download_commands
+    from lpft_bench.prune import main_prune
 
     parser = argparse.ArgumentParser(prog="lpft-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command")
@@ -257,11 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
                      "(Lightning's loggers; runs named by job id and phase, tagged with the job's meaning)")
     run.add_argument("--compile", action="store_true", help="torch.compile the model in every gradient phase")
     run.add_argument("--dry-run", action="store_true", help="print the expanded jobs and their count")
+    run.add_argument("--no-preflight", action="store_true",
+                     help="skip decoding every image of the folder benchmarks before the first job")
+    run.add_argument("--force", action="store_true", help="run even when the store's free space looks too small")
     run.set_defaults(func=_run)
 
     status = commands.add_parser("status", help="done/running/failed/pending jobs of a store, running nothing")
     _add_matrix_arguments(status, None)
     status.set_defaults(func=_status)
+
+    prune = commands.add_parser("prune", help="remove the job records outside a matrix (default: the store's last)")
+    _add_matrix_arguments(prune, None)
+    prune.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    prune.set_defaults(func=lambda args: main_prune(args, _suite_jobs))
 
     collect = commands.add_parser("collect", help="(re)write the tables of a results store")
     collect.add_argument("--out", help="results store (default: results/<config name>, else results/quickstart)")
@@ -284,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True)
     check = data_commands.add_parser("check", help="found/missing and image counts of every set of every benchmark")
     check.add_argument("--data-root", help="root of the datasets (default: $LPFT_BENCH_DATA)")
+    check.add_argument("--config", help="an experiment file: open and decode every image of its folder benchmarks")
+    check.add_argument("--benchmarks", nargs="+", help="only these benchmarks (labels of the experiment file)")
     check.set_defaults(func=_data_check)
     fake = data_commands.add_parser("fake", help="write a tiny dataset in a benchmark's canonical layout")
     fake.add_argument("benchmark")
@@ -315,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     from lpft_bench.errors import UsageError  # DataError (absent or unreadable data) is one too
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not valid UTF-8 (legal on Linux) never ends a run in UnicodeEncodeError; the paths
+        # this CLI prints go through walk.display_path, which writes such bytes as \xNN.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv or ["run"])
     if args.command is None:
@@ -323,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UsageError as error:  # what the user got wrong: one line, no traceback; bugs keep theirs
-        print(f"lpft-bench: {error}", file=sys.stderr)
+        from lpft_bench.datamodules.walk import printable
+
+        print(f"lpft-bench: {printable(str(error))}", file=sys.stderr)
         return 2
 
 

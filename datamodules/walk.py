@@ -129,8 +129,13 @@ def folder_images(directory: str | os.PathLike, extensions: tuple[str, ...]) -> 
     return [f for f in walk_folder(directory) if "/" in f.relative and f.relative.lower().endswith(extensions)]
 
 
+def printable(text: str) -> str:
+    """Text holding file names as any terminal and UTF-8 file can take it: a byte of a name that is not valid
+    UTF-8 (which os.fsdecode keeps as a lone surrogate) is written `\\xNN`, as bash's $'...' reads it back."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def display_path(path: str | os.PathLike) -> str:
-    """A path as a terminal can show it: bytes that are not valid in the file system's encoding as escapes."""
-    return os.fsdecode(os.fsencode(path)).encode("utf-8", "backslashreplace").decode("utf-8")
+    return printable(os.fsdecode(path))
 
 

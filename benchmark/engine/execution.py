@@ -217,6 +217,8 @@ def run_job(job: Job, ctx: RunContext) -> dict:
         "selection": selection,
         "final": {s.name: selected[f"acc/{s.name}"] for s in dm.eval_sets} if selected else {},
         "phases": phases,
+        # A benchmark told to leave unreadable images out (folder's skip_unreadable) names them, by set.
+        **({"skipped_files": dm.skipped_files} if getattr(dm, "skipped_files", None) else {}),
         "environment": _environment(world_size),
         **outcome,
         "seconds": round(time.time() - started, 2),

@@ -1,0 +1,109 @@
+"""What `run` checks after the matrix is built and before any job starts: that every image of the experiment's
+folders decodes (all bad files named at once), and that the store's file system has room for what the run keeps."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from lpft_bench.datamodules import benchmark_class
+from lpft_bench.datamodules.imagecheck import REMEDY, format_verdicts
+from lpft_bench.datamodules.walk import display_path
+from lpft_bench.engine import Job, phase_key
+from lpft_bench.engine.store import is_done, phase_dir
+from lpft_bench.errors import UsageError
+from lpft_bench.storage import canonical_json
+from lpft_bench.strategies import get_strategy
+
+# A job's record, logs and progress notes (measured: a digits job's directory holds about 40 kB; kept generous).
+JOB_OVERHEAD_BYTES = 1 << 20
+# A resume checkpoint holds the weights and the optimiser's state (AdamW: two moments): three copies at most.
+CHECKPOINT_COPIES = 3
+
+
+class NotEnoughSpace(UsageError):
+    """The store's file system cannot hold what the run would keep."""
+
+
+def checked_benchmarks(plans: Iterable[tuple[str, str, dict]]) -> list[tuple[str, str, dict]]:
+    """(label, benchmark, options) of the benchmarks whose images can be checked, each setting once."""
+    chosen: dict[str, tuple[str, str, dict]] = {}
+    for label, benchmark, options in plans:
+        if hasattr(benchmark_class(benchmark), "check_images"):
+            chosen.setdefault(f"{benchmark}\0{canonical_json(options)}", (label, benchmark, options))
+    return list(chosen.values())
+
+
+def unreadable_images(plans: Iterable[tuple[str, str, dict]], progress: bool = True) -> tuple[str | None, bool]:
+    """The report of every file that cannot be read as an image, and whether it must stop the run (a benchmark
+    with `skip_unreadable: true` leaves its bad files out instead)."""
+    reports, blocking = [], False
+    for label, benchmark, options in checked_benchmarks(plans):
+        report = format_verdicts(f"{label} ({benchmark})", benchmark_class(benchmark).check_images(options, progress))
+        if report is None:
+            continue
+        skipped = bool(options.get("skip_unreadable"))
+        blocking |= not skipped
+        reports.append(report + ("\n  (skip_unreadable: true, so these are left out)" if skipped else ""))
+    if not reports:
+        return None, False
+    return "\n".join(reports) + ("\n" + REMEDY if blocking else ""), blocking
+
+
+def job_plans(jobs: Iterable[Job]) -> list[tuple[str, str, dict]]:
+    return [(job.label("benchmark"), job.benchmark, job.benchmark_options) for job in jobs]
+
+
+def _weights_bytes(job: Job, cache: dict) -> int:
+    """The bytes of the job's network's state (backbone and a head, float32), built on the meta device: no memory."""
+    from lpft_bench.models.backbones import build_backbone
+
+    spec = job.backbone_spec()
+    key = repr(spec)
+    if key not in cache:
+        with torch.device("meta"):
+            model, _ = build_backbone(spec, pretrained=False)
+        cache[key] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return cache[key]
+
+
+def estimate_bytes(jobs: list[Job], out: Path) -> tuple[int, int]:
+    """(bytes the pending jobs would keep, bytes of the largest resume checkpoint written meanwhile).
+
+    Each phase result not yet in the store keeps its weights twice at most (the last epoch's and the selected
+    epoch's); shared prefixes (lp-ft's probe) count once. Feature caches and logs are small beside weights and
+    counted only as each job's overhead."""
+    sizes: dict = {}
+    kept, peak, pending_keys = 0, 0, set()
+    for job in jobs:
+        if is_done(Path(out) / "jobs" / job.id):
+            continue
+        weights = _weights_bytes(job, sizes)
+        kept += JOB_OVERHEAD_BYTES
+        peak = max(peak, CHECKPOINT_COPIES * weights)
+        phases = get_strategy(job.strategy).phases(job.hparams)
+        for index in range(len(phases)):
+            key = phase_key(job, phases, index)
+            if key not in pending_keys and not (phase_dir(out, key) / "record.json").exists():
+                pending_keys.add(key)
+                kept += 2 * weights
+    return kept, peak
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.2f} GB"
+
+
+def check_free_space(jobs: list[Job], out: Path) -> None:
+    """NotEnoughSpace, in one line, when the store's file system has less free space than the run needs."""
+    existing = next(p for p in (Path(out), *Path(out).absolute().parents) if p.exists())
+    kept, peak = estimate_bytes(jobs, Path(out))
+    free = shutil.disk_usage(existing).free
+    if kept + peak > free:
+        raise NotEnoughSpace(
+            f"this run needs about {_gb(kept + peak)} in {display_path(out)} ({_gb(kept)} of phase results and "
+            f"records, a {_gb(peak)} resume checkpoint at a time) and {_gb(free)} is free there; free space, run "
+            "fewer jobs (--benchmarks, --strategies, --seeds), remove records outside this matrix (`lpft-bench "
+            "prune`), store elsewhere (--out), or pass --force to run anyway")
