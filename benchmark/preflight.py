@@ -72,8 +72,8 @@ def _weights_bytes(job: Job, cache: dict) -> int:
 def estimate_bytes(jobs: list[Job], out: Path) -> tuple[int, int]:
     """(bytes the pending jobs would keep, bytes of the largest resume checkpoint written meanwhile).
 
-    Each phase result not yet in the store keeps its weights twice at most (the last epoch's and the selected
-    epoch's); shared prefixes (lp-ft's probe) count once. Feature caches and logs are small beside weights and
+    Each phase result not yet in the store keeps its weights, and a phase of several epochs may keep its selected
+    epoch's too; shared prefixes (lp-ft's probe) count once. Feature caches and logs are small beside weights and
     counted only as each job's overhead."""
     sizes: dict = {}
     kept, peak, pending_keys = 0, 0, set()
@@ -84,11 +84,11 @@ def estimate_bytes(jobs: list[Job], out: Path) -> tuple[int, int]:
         kept += JOB_OVERHEAD_BYTES
         peak = max(peak, CHECKPOINT_COPIES * weights)
         phases = get_strategy(job.strategy).phases(job.hparams)
-        for index in range(len(phases)):
+        for index, phase in enumerate(phases):
             key = phase_key(job, phases, index)
             if key not in pending_keys and not (phase_dir(out, key) / "record.json").exists():
                 pending_keys.add(key)
-                kept += 2 * weights
+                kept += (2 if phase.epochs > 1 else 1) * weights
     return kept, peak
 
 
