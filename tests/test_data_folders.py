@@ -76,13 +76,14 @@ def test_a_symlink_loop_is_refused_in_one_line_before_any_job(tmp_path):
     (data / "train" / "cat" / "loop").symlink_to("..")
     config = write_config(tmp_path / "exp.yaml", data)
     # Its own process, with a timeout as a safety net: the walk this replaced never ended and filled memory.
-    done = subprocess.run([sys.executable, "-m", "lpft_bench.cli", "run", "--config", str(config), "--dry-run"],
+    store = tmp_path / "store"
+    done = subprocess.run([sys.executable, "-m", "lpft_bench.cli", "run", "--config", str(config), "--out", str(store)],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lpft-bench: "), done.stderr
     assert f"{data / 'train' / 'cat' / 'loop'}: the same folder as {data / 'train'}" in lines[0]
-    assert "symbolic link loop" in lines[0]
+    assert "symbolic link loop" in lines[0] and not store.exists()
 
 
 def test_the_loader_walks_the_same_way_and_refuses_the_loop(tmp_path):
