@@ -9,7 +9,6 @@ then a true test set.
 """
 from __future__ import annotations
 
-import hashlib
 from functools import cached_property
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from .base import ID_TEST, ID_VAL, DataError, DatasetMissing
 from .fakes import write_images
 from .imagecheck import FolderVerdict, check_folder
-from .walk import walk_folder
+from .walk import listing_fingerprint, walk_folder
 from .imagedata import ClassFolders, DataSource, ImageShiftDataModule, SetSpec, class_folders
 
 FOLDER = DataSource(
@@ -29,13 +28,8 @@ FOLDER = DataSource(
 
 
 def folder_fingerprint(directory: Path) -> str:
-    """The content of an image folder as its sorted relative file paths and sizes: moving the folder keeps it,
-    adding, removing, renaming or resizing an image changes it."""
-    digest = hashlib.sha256()
-    for listed in walk_folder(directory):
-        # surrogateescape: a file name that is not valid UTF-8 hashes as its bytes on disk (UTF-8 names hash as before).
-        digest.update(f"{listed.relative}\0{listed.size}\n".encode("utf-8", "surrogateescape"))
-    return "files-sha256:" + digest.hexdigest()[:16]
+    """The content of an image folder (`walk.listing_fingerprint`), listed by the walk that cannot loop."""
+    return listing_fingerprint(walk_folder(directory))
 
 
 def training_classes(directory: Path) -> tuple[str, ...]:
@@ -91,8 +85,7 @@ class FolderShift(ImageShiftDataModule):
     @classmethod
     def check_images(cls, options: dict, progress: bool = True) -> dict[str, FolderVerdict]:
         """Every image of every folder decoded (or its verdict reused): what cannot be read, by set."""
-        return {key: check_folder(directory, folder_fingerprint(directory), progress)
-                for key, directory in cls.set_folders(options).items()}
+        return {key: check_folder(directory, progress) for key, directory in cls.set_folders(options).items()}
 
     def __init__(self, train: str, id_eval: str, ood: dict[str, str] | None = None, skip_unreadable: bool = False,
                  **kwargs):
@@ -127,7 +120,7 @@ class FolderShift(ImageShiftDataModule):
         labels = {name: index for index, name in enumerate(self.class_names)}
         exclude: frozenset[str] = frozenset()
         if self.skip_unreadable:
-            verdict = check_folder(path, folder_fingerprint(path), progress=False)
+            verdict = check_folder(path, progress=False)
             exclude = frozenset(verdict.bad)
             if exclude:
                 self.skipped_files[spec.name] = [f"{relative}: {verdict.bad[relative]}" for relative in sorted(exclude)]

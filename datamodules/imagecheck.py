@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm.auto import tqdm
 
-from .walk import ListedFile, display_path, folder_images
+from .walk import ListedFile, display_path, image_files, listing_fingerprint, walk_folder
 
 CACHE_VARIABLE = "LPFT_BENCH_CACHE"
 
@@ -60,8 +60,7 @@ def image_problem(listed: ListedFile) -> str | None:
 def _stamp(files: list[ListedFile]) -> str:
     digest = hashlib.sha256()
     for listed in files:
-        info = os.stat(listed.path)
-        digest.update(f"{listed.relative}\0{info.st_size}\0{info.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        digest.update(f"{listed.relative}\0{listed.size}\0{listed.mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -82,13 +81,14 @@ def _remember(path: Path, stamp: str, bad: dict[str, str]) -> None:
         pass
 
 
-def check_folder(directory: str | os.PathLike, fingerprint: str, progress: bool = True,
-                 workers: int | None = None) -> FolderVerdict:
+def check_folder(directory: str | os.PathLike, progress: bool = True, workers: int | None = None) -> FolderVerdict:
     """Decode every image of a class-folder tree (in parallel threads: PIL decodes outside the GIL), or reuse
-    the verdict of this fingerprint when no file changed since."""
-    files = folder_images(directory, IMG_EXTENSIONS)
+    the verdict of its fingerprint when no file changed since; the folder is listed once, by the same walk its
+    identity is."""
+    listing = walk_folder(directory)
+    files = image_files(listing, IMG_EXTENSIONS)
     stamp = _stamp(files)
-    cache = cache_directory() / "image-checks" / f"{fingerprint.replace(':', '-')}.json"
+    cache = cache_directory() / "image-checks" / f"{listing_fingerprint(listing).replace(':', '-')}.json"
     bad = _cached(cache, stamp)
     if bad is None:
         with ThreadPoolExecutor(max_workers=workers or min(32, os.cpu_count() or 1)) as pool:

@@ -8,6 +8,7 @@ Hidden files and folders (a leading dot) are never part of a dataset.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ class ListedFile:
     size: int
     path: str
     regular: bool = True
+    mtime_ns: int = 0
 
 
 def _inside(path: str, root: str) -> bool:
@@ -83,8 +85,8 @@ def walk_folder(directory: str | os.PathLike, subfolders: Iterable[str] | None =
                                 "remove it or restore its target")
             else:
                 info = entry.stat() if sizes else None
-                listed.append(ListedFile(child, info.st_size if info else -1, entry.path,
-                                         stat.S_ISREG(info.st_mode) if info else True))
+                listed.append(ListedFile(child, info.st_size, entry.path, stat.S_ISREG(info.st_mode), info.st_mtime_ns)
+                              if info else ListedFile(child, -1, entry.path))
         stack.extend(reversed(folders))
     return listed
 
@@ -124,9 +126,19 @@ def image_samples(directory: str | os.PathLike, class_to_idx: Mapping[str, int],
     return samples
 
 
-def folder_images(directory: str | os.PathLike, extensions: tuple[str, ...]) -> list[ListedFile]:
-    """The files of a class-folder tree the loader reads as images (by extension, as ImageFolder)."""
-    return [f for f in walk_folder(directory) if "/" in f.relative and f.relative.lower().endswith(extensions)]
+def listing_fingerprint(listing: list[ListedFile]) -> str:
+    """A folder's content as its relative file paths and sizes, in walk order: moving the folder keeps it;
+    adding, removing, renaming or resizing a file changes it."""
+    digest = hashlib.sha256()
+    for listed in listing:
+        # surrogateescape: a file name that is not valid UTF-8 hashes as its bytes on disk (UTF-8 names as before).
+        digest.update(f"{listed.relative}\0{listed.size}\n".encode("utf-8", "surrogateescape"))
+    return "files-sha256:" + digest.hexdigest()[:16]
+
+
+def image_files(listing: list[ListedFile], extensions: tuple[str, ...]) -> list[ListedFile]:
+    """The files of a class-folder listing the loader reads as images (by extension, as ImageFolder)."""
+    return [f for f in listing if "/" in f.relative and f.relative.lower().endswith(extensions)]
 
 
 def printable(text: str) -> str:
