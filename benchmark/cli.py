@@ -28,7 +28,7 @@ def _check_matrix_arguments(args: argparse.Namespace) -> None:
 
 def _check_out(out: Path) -> None:
     """The store must be (or become) a directory this user can write."""
-    from lpft_bench.datamodules.walk import display_path
+    from lpft_bench.paths import display_path
     from lpft_bench.errors import UsageError
 
     if out.exists() and not out.is_dir():
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     from lpft_bench.engine import RunContext
     from lpft_bench.errors import UsageError
     from lpft_bench.interrupts import Interrupted, stop_on_signals
-    from lpft_bench.datamodules.walk import display_path
+    from lpft_bench.paths import display_path
     from lpft_bench.preflight import check_free_space, job_plans, unreadable_images
     from lpft_bench.runner import run_matrix
     from lpft_bench.slurm import parse_options
@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from lpft_bench.datamodules.walk import display_path
+    from lpft_bench.paths import display_path
     from lpft_bench.prune import outside_line
     from lpft_bench.runner import STATES, store_status
 
@@ -163,7 +163,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _collect(args: argparse.Namespace) -> int:
     from lpft_bench.analysis.tables import collect, export_tables
-    from lpft_bench.datamodules.walk import display_path
+    from lpft_bench.paths import display_path
     from lpft_bench.experiments import load_experiment
 
     out = Path(args.out or Path("results") / (load_experiment(args.config).name if args.config else "quickstart"))
@@ -197,7 +197,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _data_check(args: argparse.Namespace) -> int:
     from lpft_bench.datamodules import check_benchmarks, format_check
-    from lpft_bench.datamodules.walk import printable
+    from lpft_bench.paths import printable
     from lpft_bench.preflight import unreadable_images
 
     if not args.config:
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     for stream in (sys.stdout, sys.stderr):
         # A file name that is not valid UTF-8 (legal on Linux) never ends a run in UnicodeEncodeError; the paths
-        # this CLI prints go through walk.display_path, which writes such bytes as \xNN.
+        # this CLI prints go through paths.display_path, which writes such bytes as \xNN.
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UsageError as error:  # what the user got wrong: one line, no traceback; bugs keep theirs
-        from lpft_bench.datamodules.walk import printable
+        from lpft_bench.paths import printable
 
         print(f"lpft-bench: {printable(str(error))}", file=sys.stderr)
         return 2

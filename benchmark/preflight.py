@@ -10,7 +10,7 @@ import torch
 
 from lpft_bench.datamodules import benchmark_class
 from lpft_bench.datamodules.imagecheck import REMEDY, format_verdicts
-from lpft_bench.datamodules.walk import display_path
+from lpft_bench.paths import display_path
 from lpft_bench.engine import Job, phase_key
 from lpft_bench.engine.store import is_done, phase_dir
 from lpft_bench.errors import UsageError

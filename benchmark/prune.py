@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from lpft_bench.datamodules.walk import display_path
+from lpft_bench.paths import display_path
 from lpft_bench.errors import UsageError
 
 MATRIX_FILE = "matrix.json"

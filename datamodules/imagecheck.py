@@ -20,7 +20,9 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm.auto import tqdm
 
-from .walk import ListedFile, display_path, image_files, listing_fingerprint, walk_folder
+from lpft_bench.paths import display_path
+
+from .walk import ListedFile, image_files, listing_fingerprint, walk_folder
 
 CACHE_VARIABLE = "LPFT_BENCH_CACHE"
 

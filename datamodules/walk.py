@@ -139,15 +139,3 @@ def listing_fingerprint(listing: list[ListedFile]) -> str:
 def image_files(listing: list[ListedFile], extensions: tuple[str, ...]) -> list[ListedFile]:
     """The files of a class-folder listing the loader reads as images (by extension, as ImageFolder)."""
     return [f for f in listing if "/" in f.relative and f.relative.lower().endswith(extensions)]
-
-
-def printable(text: str) -> str:
-    """Text holding file names as any terminal and UTF-8 file can take it: a byte of a name that is not valid
-    UTF-8 (which os.fsdecode keeps as a lone surrogate) is written `\\xNN`, as bash's $'...' reads it back."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def display_path(path: str | os.PathLike) -> str:
-    return printable(os.fsdecode(path))
-
-

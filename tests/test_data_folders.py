@@ -13,13 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import yaml
 from PIL import Image
+from safetensors.torch import save_file
 
 from lpft_bench.cli import main
 from lpft_bench.datamodules import imagecheck
 from lpft_bench.datamodules.folder import FolderShift, folder_fingerprint
 from lpft_bench.datamodules.walk import FolderLoop, walk_folder
+from lpft_bench.engine.store import load_phase
 from lpft_bench.experiments import load_experiment
 
 SMALL_NET = {"name": "timm:resnet10t", "random": True, "data_config": {"input_size": [3, 32, 32]}}
@@ -59,9 +62,9 @@ def add_bad_files(folder: Path) -> None:
     (folder / "notes.png").write_text("not an image, whatever its name says\n")
 
 
-def write_config(path: Path, data: Path, **options) -> Path:
+def write_config(path: Path, data: Path, backbone: dict | None = None, **options) -> Path:
     config = {"name": "folders", "seeds": [0],
-              "benchmarks": {"mine": {"benchmark": "folder", "backbone": SMALL_NET,
+              "benchmarks": {"mine": {"benchmark": "folder", "backbone": backbone or SMALL_NET,
                                       "options": {"train": os.fsdecode(data / "train"),
                                                   "id_eval": os.fsdecode(data / "test"), **options},
                                       "common": {"epochs": 1, "batch_size": 8}}},
@@ -171,10 +174,16 @@ def test_any_store_and_data_path_runs_end_to_end_skipping_unreadable_files(tmp_p
     base = tmp_path / os.fsdecode(name)
     data = write_folders(base / "data")
     add_bad_files(data / "train" / "cat")
-    config = write_config(base / "exp.yaml", data, skip_unreadable=True)
+    weights = base / "weights.safetensors"  # a checkpoint under that name too
+    save_file(timm.create_model("resnet10t", num_classes=0).state_dict(), os.fsdecode(weights))
+    backbone = {"name": "timm:resnet10t", "weights": os.fsdecode(weights), "data_config": {"input_size": [3, 32, 32]}}
+    config = write_config(base / "exp.yaml", data, backbone, skip_unreadable=True)
     store = base / "store"
     assert _run_tiny(config, store) == 0
     output = capsys.readouterr()
+    assert "moved aside" not in output.err
+    (phase,) = (store / "phases").iterdir()
+    assert load_phase(phase) is not None, "a stored phase loads back from a path that is not UTF-8"
     assert "1 run, 0 already done, 0 failed" in output.out
     assert os.fsencode(base).decode("utf-8", "backslashreplace") in output.out  # printed, never a traceback
     (record_path,) = (store / "jobs").glob("*/record.json")

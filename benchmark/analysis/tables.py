@@ -250,7 +250,7 @@ def collect(store: Path, interval: str = "normal", matrix: list[str] | None = No
     recorded temperature scaling); return the printed tables. `interval`: which 90% interval the tables hold
     (INTERVAL_LABELS); the printout and summary.md say which. `matrix` (default: the store's `matrix.json`): the
     job ids whose failures are this run's; every finished record is tabulated, keyed by its data and backbone."""
-    from lpft_bench.datamodules.walk import display_path
+    from lpft_bench.paths import display_path
     from lpft_bench.prune import matrix_ids, outside_line, outside_records
 
     store = Path(store)

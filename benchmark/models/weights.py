@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from lpft_bench.errors import UsageError
+from lpft_bench.paths import load_safetensors
 from lpft_bench.storage import file_digest
 
 from .digits_pretraining import DIGITS_PRETRAINING, SHIPPED_DIR
@@ -115,7 +115,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint, never executing pickled code."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        return load_safetensors(path)
     obj = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model", "module"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
