@@ -198,24 +198,13 @@ def _list(args: argparse.Namespace) -> int:
 def _data_check(args: argparse.Namespace) -> int:
     from lpft_bench.datamodules import check_benchmarks, format_check
     from lpft_bench.paths import printable
-    from lpft_bench.preflight import unreadable_images
+    from lpft_bench.preflight import check_experiment_images
 
-    if not args.config:
-        rows = [row for row in check_benchmarks(_data_root(args)) if not args.benchmarks or row.benchmark in args.benchmarks]
-        print(printable(format_check(rows)))
-        return 0
-    from lpft_bench.errors import UsageError
-    from lpft_bench.experiments import load_experiment
-
-    plans = load_experiment(args.config).benchmarks
-    unknown = sorted(set(args.benchmarks or ()) - set(plans))
-    if unknown:
-        raise UsageError(f"--benchmarks {' '.join(unknown)}: not in {args.config}; its benchmarks: {', '.join(plans)}")
-    chosen = [(label, plan.benchmark or label, plan.options) for label, plan in plans.items()
-              if not args.benchmarks or label in args.benchmarks]
-    report, blocking = unreadable_images(chosen)
-    print(report or f"every image of {', '.join(label for label, _, _ in chosen)} decodes")
-    return 2 if blocking else 0
+    if args.config:
+        return check_experiment_images(args.config, args.benchmarks)
+    rows = [row for row in check_benchmarks(_data_root(args)) if not args.benchmarks or row.benchmark in args.benchmarks]
+    print(printable(format_check(rows)))
+    return 0
 
 
 def _data_fake(args: argparse.Namespace) -> int:

@@ -52,6 +52,24 @@ def unreadable_images(plans: Iterable[tuple[str, str, dict]], progress: bool = T
     return "\n".join(reports) + ("\n" + REMEDY if blocking else ""), blocking
 
 
+def check_experiment_images(config: str, labels: list[str] | None) -> int:
+    """`lpft-bench data check --config FILE [--benchmarks LABEL ...]`: exit 2 when an image cannot be read."""
+    from lpft_bench.experiments import load_experiment
+
+    plans = load_experiment(config).benchmarks
+    unknown = sorted(set(labels or ()) - set(plans))
+    if unknown:
+        raise UsageError(f"--benchmarks {' '.join(unknown)}: not in {display_path(config)}; its benchmarks: {', '.join(plans)}")
+    chosen = [(label, plan.benchmark or label, plan.options) for label, plan in plans.items() if not labels or label in labels]
+    checked = [label for label, _, _ in checked_benchmarks(chosen)]
+    if not checked:
+        raise UsageError(f"{display_path(config)} has no folder benchmark{' among ' + ' '.join(labels) if labels else ''}: "
+                         "nothing to decode (`lpft-bench data check` without --config checks the canonical datasets)")
+    report, blocking = unreadable_images(chosen)
+    print(report or f"every image of {', '.join(checked)} decodes")
+    return 2 if blocking else 0
+
+
 def job_plans(jobs: Iterable[Job]) -> list[tuple[str, str, dict]]:
     return [(job.label("benchmark"), job.benchmark, job.benchmark_options) for job in jobs]
 

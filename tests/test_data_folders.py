@@ -244,3 +244,10 @@ def test_run_refuses_when_the_store_has_too_little_space_and_loses_nothing(tmp_p
     monkeypatch.setattr("lpft_bench.runner.run_matrix", started)
     with pytest.raises(Started):  # --force: past the check, to the first job
         main([*args, "--force"])
+
+
+def test_data_check_of_a_file_without_folder_benchmarks_says_there_is_nothing_to_decode(tmp_path, capsys):
+    config = tmp_path / "digits.yaml"
+    config.write_text(yaml.safe_dump({"name": "d", "benchmarks": {"digits": {}}, "strategies": {"lp": {}}}))
+    assert main(["data", "check", "--config", str(config)]) == 2
+    assert "has no folder benchmark: nothing to decode" in capsys.readouterr().err
