@@ -8,16 +8,22 @@ from typing import Iterable
 
 import torch
 
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
 from lpft_bench.datamodules import benchmark_class
 from lpft_bench.datamodules.imagecheck import REMEDY, format_verdicts
-from lpft_bench.paths import display_path
+from lpft_bench.datamodules.imagedata import ImageShiftDataModule
+from lpft_bench.datamodules.walk import image_files, walk_folder
 from lpft_bench.engine import Job, phase_key
 from lpft_bench.engine.store import is_done, phase_dir
 from lpft_bench.errors import UsageError
+from lpft_bench.paths import display_path
 from lpft_bench.storage import canonical_json
 from lpft_bench.strategies import get_strategy
+from lpft_bench.strategies.kinds.probe import LogisticProbe
 
-# A job's record, logs and progress notes (measured: a digits job's directory holds about 40 kB; kept generous).
+# A job's record, logs and progress notes (measured: a one-epoch folder LP job's directory holds 16 kB; epochs
+# of metrics and a worker log make it grow, hence the margin).
 JOB_OVERHEAD_BYTES = 1 << 20
 # A resume checkpoint holds the weights and the optimiser's state (AdamW: two moments): three copies at most.
 CHECKPOINT_COPIES = 3
@@ -74,16 +80,33 @@ def job_plans(jobs: Iterable[Job]) -> list[tuple[str, str, dict]]:
     return [(job.label("benchmark"), job.benchmark, job.benchmark_options) for job in jobs]
 
 
-def _weights_bytes(job: Job, cache: dict) -> int:
-    """The bytes of the job's network's state (backbone and a head, float32), built on the meta device: no memory."""
-    from lpft_bench.models.backbones import build_backbone
+def _network(job: Job, cache: dict) -> tuple[int, int]:
+    """(bytes of the job's network state, float32; its feature width), built on the meta device: no memory."""
+    from lpft_bench.models.backbones import build_backbone, feature_dim
 
-    spec = job.backbone_spec()
-    key = repr(spec)
+    key = repr(job.backbone_spec())
     if key not in cache:
         with torch.device("meta"):
-            model, _ = build_backbone(spec, pretrained=False)
-        cache[key] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+            model, _ = build_backbone(job.backbone_spec(), pretrained=False)
+        cache[key] = sum(t.numel() * t.element_size() for t in model.state_dict().values()), feature_dim(model)
+    return cache[key]
+
+
+def _set_images(job: Job, cache: dict) -> dict[str, int]:
+    """Images per set where known without reading one: a folder's image files, a canonical dataset's reference
+    count (none for the in-memory digits, whose features are kilobytes)."""
+    key = (job.benchmark, canonical_json(job.benchmark_options))
+    if key not in cache:
+        benchmark = benchmark_class(job.benchmark)
+        if hasattr(benchmark, "set_folders"):
+            counts = {name: len(image_files(walk_folder(directory), IMG_EXTENSIONS))
+                      for name, directory in benchmark.set_folders(job.benchmark_options).items()}
+        elif issubclass(benchmark, ImageShiftDataModule):
+            counts = {spec.name: spec.expected or 0 for spec in benchmark().sets}
+        else:
+            counts = {}
+        subset = job.benchmark_options.get("subset")
+        cache[key] = {name: min(n, subset) if subset else n for name, n in counts.items()}
     return cache[key]
 
 
@@ -91,22 +114,31 @@ def estimate_bytes(jobs: list[Job], out: Path) -> tuple[int, int]:
     """(bytes the pending jobs would keep, bytes of the largest resume checkpoint written meanwhile).
 
     Each phase result not yet in the store keeps its weights, and a phase of several epochs may keep its selected
-    epoch's too; shared prefixes (lp-ft's probe) count once. Feature caches and logs are small beside weights and
-    counted only as each job's overhead."""
-    sizes: dict = {}
-    kept, peak, pending_keys = 0, 0, set()
+    epoch's too; shared prefixes (lp-ft's probe) count once. A logistic probe caches every set's features (float32
+    rows of the backbone's width), once per backbone, data, set and seed. Records and logs: JOB_OVERHEAD_BYTES."""
+    networks: dict = {}
+    images: dict = {}
+    kept, peak, pending = 0, 0, set()
     for job in jobs:
         if is_done(Path(out) / "jobs" / job.id):
             continue
-        weights = _weights_bytes(job, sizes)
+        weights, width = _network(job, networks)
         kept += JOB_OVERHEAD_BYTES
         peak = max(peak, CHECKPOINT_COPIES * weights)
         phases = get_strategy(job.strategy).phases(job.hparams)
         for index, phase in enumerate(phases):
             key = phase_key(job, phases, index)
-            if key not in pending_keys and not (phase_dir(out, key) / "record.json").exists():
-                pending_keys.add(key)
+            if key not in pending and not (phase_dir(out, key) / "record.json").exists():
+                pending.add(key)
                 kept += (2 if phase.epochs > 1 else 1) * weights
+            if phase.trains != LogisticProbe.name:
+                continue
+            for set_name, count in _set_images(job, images).items():
+                features = (repr(job.backbone_spec()), canonical_json(job.benchmark_meaning()), set_name,
+                            job.seed if set_name == "train" else None)
+                if features not in pending:
+                    pending.add(features)
+                    kept += count * (4 * width + 8)  # float32 features and an int64 label per image
     return kept, peak
 
 

@@ -48,7 +48,7 @@ def walk_folder(directory: str | os.PathLike, subfolders: Iterable[str] | None =
     entered: dict[tuple[int, int], str] = {}
     listed: list[ListedFile] = []
 
-    def enter(path: str, relative: str) -> bool:
+    def enter(path: str, relative: str) -> None:
         info = os.stat(path)
         key = (info.st_dev, info.st_ino)
         if key in entered:
@@ -59,10 +59,8 @@ def walk_folder(directory: str | os.PathLike, subfolders: Iterable[str] | None =
 
     enter(top, "")
     # An explicit stack, not recursion: depth is bounded by the real tree since no directory is entered twice.
-    stack: list[tuple[str, str]] = []
     roots = [("", top)] if subfolders is None else [(name, os.path.join(top, name)) for name in sorted(subfolders)]
-    for relative, path in reversed(roots):
-        stack.append((relative, path))
+    stack = list(reversed(roots))
     while stack:
         relative, path = stack.pop()
         if relative:
