@@ -64,6 +64,8 @@ class FolderShift(ImageShiftDataModule):
         trained: at least two training classes, and no evaluation folder holding a class training lacks.
         `skip_unreadable` counts only when true: which images a job reads then depends on what decodes."""
         meaning = super().identity(options)
+        if not isinstance(meaning.get("skip_unreadable", False), bool):
+            raise DataError(f"folder benchmark: skip_unreadable must be true or false, not {meaning['skip_unreadable']!r}")
         if not meaning.get("skip_unreadable"):
             meaning.pop("skip_unreadable", None)
         folders = cls.set_folders(options)

@@ -19,11 +19,12 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from lpft_bench.cli import main
-from lpft_bench.datamodules import imagecheck
+from lpft_bench.datamodules import DataError, imagecheck
 from lpft_bench.datamodules.folder import FolderShift, folder_fingerprint
 from lpft_bench.datamodules.walk import FolderLoop, walk_folder
 from lpft_bench.engine.store import load_phase
 from lpft_bench.experiments import load_experiment
+from lpft_bench.preflight import estimate_bytes
 
 SMALL_NET = {"name": "timm:resnet10t", "random": True, "data_config": {"input_size": [3, 32, 32]}}
 # The five kinds of file a scraped folder holds besides good images: four unreadable, one fine under a wrong name.
@@ -162,6 +163,8 @@ def test_skip_unreadable_counts_in_the_identity_only_when_true(tmp_path):
         (job,) = load_experiment(write_config(tmp_path / f"{name}.yaml", data, **options)).expand()
         ids[name] = job.id
     assert ids["absent"] == ids["false"] != ids["true"]
+    with pytest.raises(DataError, match="skip_unreadable must be true or false, not 'yes'"):
+        load_experiment(write_config(tmp_path / "yes.yaml", data, skip_unreadable="yes")).expand()[0].id
 
 
 def _run_tiny(config: Path, store: Path, *extra: str) -> int:
@@ -179,7 +182,10 @@ def test_any_store_and_data_path_runs_end_to_end_skipping_unreadable_files(tmp_p
     backbone = {"name": "timm:resnet10t", "weights": os.fsdecode(weights), "data_config": {"input_size": [3, 32, 32]}}
     config = write_config(base / "exp.yaml", data, backbone, skip_unreadable=True)
     store = base / "store"
+    kept, _ = estimate_bytes(load_experiment(config).expand(), store)
     assert _run_tiny(config, store) == 0
+    written = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+    assert written <= kept <= 2 * written, "the disk estimate bounds what a run keeps, and not by much"
     output = capsys.readouterr()
     assert "moved aside" not in output.err
     (phase,) = (store / "phases").iterdir()
