@@ -79,6 +79,13 @@ def _missing_data(data_root: str | None, benchmarks: set[str]) -> str | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from lpft_bench.datamodules.walk import one_listing_per_folder
+
+    with one_listing_per_folder():  # each folder listed once: for the jobs' ids, the preflight and inline jobs
+        return _run_matrix(args)
+
+
+def _run_matrix(args: argparse.Namespace) -> int:
     from lpft_bench.engine.loggers import check_logger
     from lpft_bench.engine import RunContext
     from lpft_bench.errors import UsageError

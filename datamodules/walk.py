@@ -12,7 +12,8 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Mapping
 
 from .base import DataError, DatasetMissing
 
@@ -36,11 +37,43 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+# Inside `one_listing_per_folder`: each folder's full listing by its real path, so a run walks it once.
+_listings: dict[str, list[ListedFile]] | None = None
+
+
+@contextmanager
+def one_listing_per_folder() -> Iterator[None]:
+    """Within this block a folder is walked once: the jobs' identities, the image check and the loaders of jobs
+    run in this process all read the listing made first, before any job (a job in another process walks again)."""
+    global _listings
+    outer = _listings
+    _listings = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _listings = outer
+
+
 def walk_folder(directory: str | os.PathLike, subfolders: Iterable[str] | None = None,
                 sizes: bool = True) -> list[ListedFile]:
     """Every non-hidden file under `directory` (or only under its `subfolders`), in os.walk's top-down order:
     a folder's files sorted by name, then its subfolders sorted by name. FolderLoop for a directory link that
     leaves `directory` or reaches a directory already entered; DataError for a dangling link."""
+    if _listings is None:
+        return _walk(directory, subfolders, sizes)
+    real = os.path.realpath(directory)
+    if real not in _listings:
+        if subfolders is not None or not sizes:  # a loader's partial walk (ImageNet's classes) is not kept
+            return _walk(directory, subfolders, sizes)
+        _listings[real] = _walk(directory, None, True)
+    listing = _listings[real]
+    if subfolders is None:
+        return listing
+    wanted = set(subfolders)
+    return [f for f in listing if "/" in f.relative and f.relative.split("/", 1)[0] in wanted]
+
+
+def _walk(directory: str | os.PathLike, subfolders: Iterable[str] | None, sizes: bool) -> list[ListedFile]:
     top = os.fspath(directory)
     if not os.path.isdir(top):
         raise DatasetMissing(top, "no such directory")

@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from lpft_bench.cli import main
 from lpft_bench.datamodules import DataError, imagecheck
 from lpft_bench.datamodules.folder import FolderShift, folder_fingerprint
+from lpft_bench.datamodules import walk
 from lpft_bench.datamodules.walk import FolderLoop, walk_folder
 from lpft_bench.engine.store import load_phase
 from lpft_bench.experiments import load_experiment
@@ -257,3 +258,28 @@ def test_data_check_of_a_file_without_folder_benchmarks_says_there_is_nothing_to
     config.write_text(yaml.safe_dump({"name": "d", "benchmarks": {"digits": {}}, "strategies": {"lp": {}}}))
     assert main(["data", "check", "--config", str(config)]) == 2
     assert "has no folder benchmark: nothing to decode" in capsys.readouterr().err
+
+
+def test_a_run_lists_each_folder_once_for_every_job_id_and_the_loader(tmp_path, monkeypatch, capsys):
+    data = write_folders(tmp_path / "data")
+    config = yaml.safe_load(write_config(tmp_path / "exp.yaml", data).read_text())
+    config["strategies"] = {"lp": {}, "ft": {"lr": [1e-3, 1e-2]}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
+    scanned = []
+    real_scandir = os.scandir
+
+    def counting(path="."):
+        scanned.append(os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    assert main(["run", "--config", str(tmp_path / "exp.yaml"), "--dry-run"]) == 0
+    assert "3 jobs" in capsys.readouterr().out
+    assert scanned.count(str(data / "train" / "cat")) == 1, "three jobs' ids, one walk of the folder"
+    scanned.clear()
+    with walk.one_listing_per_folder():
+        (job, *_) = load_experiment(tmp_path / "exp.yaml").expand()
+        job.id  # noqa: B018 - lists the folders
+        module = FolderShift(train=str(data / "train"), id_eval=str(data / "test"))
+        assert len(module.read(module.sets[0])) == 12
+    assert scanned.count(str(data / "train" / "cat")) == 1, "the loader read the listing the id was made of"
