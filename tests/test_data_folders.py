@@ -283,3 +283,25 @@ def test_a_run_lists_each_folder_once_for_every_job_id_and_the_loader(tmp_path, 
         module = FolderShift(train=str(data / "train"), id_eval=str(data / "test"))
         assert len(module.read(module.sets[0])) == 12
     assert scanned.count(str(data / "train" / "cat")) == 1, "the loader read the listing the id was made of"
+
+
+def test_prune_removes_only_records_outside_the_matrix_and_never_a_running_job(tmp_path, capsys):
+    from lpft_bench.engine.store import job_lock
+    from lpft_bench.storage import write_json
+
+    store = tmp_path / "store"
+    for job_id in ("kept", "old", "running"):
+        write_json(store / "jobs" / job_id / "record.json", {"job_id": job_id, "status": "failed", "error": "x"})
+    (store / "phases" / "0-lp-abc").mkdir(parents=True)
+    write_json(store / "matrix.json", {"jobs": ["kept", "pending"]})
+    assert main(["prune", "--out", str(store), "--dry-run"]) == 0
+    assert "would remove 2 job record(s) outside this matrix: old, running" in capsys.readouterr().out
+    assert (store / "jobs" / "old").exists()
+    with job_lock(store / "jobs" / "running"):
+        assert main(["prune", "--out", str(store)]) == 0
+    assert "removed 1 job record(s) outside this matrix: old" in capsys.readouterr().out
+    assert sorted(p.name for p in (store / "jobs").iterdir()) == ["kept", "running"]
+    assert (store / "phases" / "0-lp-abc").is_dir(), "phase results are shared and stay"
+    (store / "matrix.json").unlink()
+    assert main(["prune", "--out", str(store)]) == 2
+    assert "records no matrix" in capsys.readouterr().err
