@@ -35,10 +35,16 @@ def run_suite(suite: str | Path, out: str | Path, launcher: str = "inline", **co
     `context`: RunContext's options (data_root, accelerator, devices, num_workers, precision, ...)."""
     from lpft_bench.analysis.tables import collect
     from lpft_bench.engine import RunContext
+    from lpft_bench.errors import UsageError
     from lpft_bench.matrix import choose_suite, matrix_jobs
+    from lpft_bench.preflight import job_plans, unreadable_images
     from lpft_bench.runner import run_matrix
 
     is_file = Path(suite).suffix in (".yaml", ".yml", ".toml")
     chosen = choose_suite(None if is_file else str(suite), False, str(suite) if is_file else None, None)
-    run_matrix(matrix_jobs(chosen), RunContext(out=Path(out), **context), launcher=launcher)
-    return collect(Path(out))
+    jobs = matrix_jobs(chosen)
+    report, blocking = unreadable_images(job_plans(jobs), progress=False)
+    if blocking:  # as `lpft-bench run`: every unreadable image named at once, before the first job
+        raise UsageError(report)
+    run_matrix(jobs, RunContext(out=Path(out), **context), launcher=launcher)
+    return collect(Path(out), matrix=[job.id for job in jobs])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -143,7 +142,7 @@ def check_backbone_options(options: dict, where: str) -> None:
 # Options every benchmark shares, and the runner's own arguments (never the user's to give).
 BENCHMARK_FIELDS: dict[str, Field] = {
     "subset": _integer(1), "cache_mb": _integer(0), "val_fraction": _number(0, 1, low_open=True, high_open=True),
-    "root": TEXT, "train": TEXT, "id_eval": TEXT, "augment": BOOLEAN,
+    "root": TEXT, "train": TEXT, "id_eval": TEXT, "augment": BOOLEAN, "skip_unreadable": BOOLEAN,
     "ood": Field(lambda v: isinstance(v, dict) and all(isinstance(d, str) and d for d in v.values()),
                  "a mapping of OOD set names to folders"),
     "ood_sets": Field(lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
@@ -198,13 +197,19 @@ def check_benchmark_options(name: str, options: dict, where: str) -> None:
         check_name(set_name, f"{where}: OOD set name")
 
 
-def _image_files(directory: Path) -> int:
-    """Images under `directory` (torchvision's extensions, hidden files not counted), without following links
-    below it: a walk that cannot loop."""
+def _images_per_class(directory: Path) -> dict[str, int]:
+    """Images (torchvision's extensions) in each class folder of `directory`, from the run's one walk of it
+    (`datamodules.walk`: links followed safely, hidden files not data)."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    return sum(1 for _, _, files in os.walk(directory) for f in files
-               if not f.startswith(".") and f.lower().endswith(IMG_EXTENSIONS))
+    from lpft_bench.datamodules.walk import walk_folder
+
+    counts = {entry.name: 0 for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith(".")}
+    for listed in walk_folder(directory):
+        top, _, rest = listed.relative.partition("/")
+        if rest and top in counts and listed.relative.lower().endswith(IMG_EXTENSIONS):
+            counts[top] += 1
+    return counts
 
 
 def check_folder_classes(options: dict, where: str) -> None:
@@ -217,13 +222,14 @@ def check_folder_classes(options: dict, where: str) -> None:
         path = base / directory
         if not path.is_dir():
             continue  # the data check names a missing folder with how to obtain it
-        for entry in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if _image_files(entry) == 0:
-                raise UsageError(f"{where}: {key} class folder {entry} holds no image; put images in it or remove it")
+        for name, images in sorted(_images_per_class(path).items()):
+            if images == 0:
+                raise UsageError(f"{where}: {key} class folder {path / name} holds no image; put images in it or "
+                                 "remove it")
 
 
 def _folder_images(directory: str) -> int | None:
-    return _image_files(Path(directory)) if Path(directory).is_dir() else None
+    return sum(_images_per_class(Path(directory)).values()) if Path(directory).is_dir() else None
 
 
 @lru_cache(maxsize=8)

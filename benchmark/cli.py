@@ -1,12 +1,14 @@
-"""The `lpft-bench` command line: run, status, collect, report, list, data, theory, bench."""
+"""The `lpft-bench` command line: what run, status, prune, collect, list, data check/fake and theory do (the parser,
+and which function runs each command, are in `cli_parser`)."""
 from __future__ import annotations
 
 import argparse
 import os
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
+
+from lpft_bench.cli_parser import build_parser, handler
 
 
 def _data_root(args: argparse.Namespace) -> str | None:
@@ -28,13 +30,14 @@ def _check_matrix_arguments(args: argparse.Namespace) -> None:
 
 def _check_out(out: Path) -> None:
     """The store must be (or become) a directory this user can write."""
+    from lpft_bench.paths import display_path
     from lpft_bench.errors import UsageError
 
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a directory")
+        raise UsageError(f"--out {display_path(out)} is a file, not a directory")
     existing = next(p for p in (out, *out.absolute().parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: {existing} is not a directory this user can write")
+        raise UsageError(f"--out {display_path(out)}: {display_path(existing)} is not a directory this user can write")
 
 
 def _suite_jobs(args: argparse.Namespace):
@@ -78,10 +81,19 @@ def _missing_data(data_root: str | None, benchmarks: set[str]) -> str | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lpft_bench.engine.loggers import check_logger
+    from lpft_bench.datamodules.walk import one_listing_per_folder
+
+    with one_listing_per_folder():  # each folder listed once: for the jobs' ids, the preflight and inline jobs
+        return _run_matrix(args)
+
+
+def _run_matrix(args: argparse.Namespace) -> int:
+    from lpft_bench.loggers import check_logger
     from lpft_bench.engine import RunContext
     from lpft_bench.errors import UsageError
     from lpft_bench.interrupts import Interrupted, stop_on_signals
+    from lpft_bench.paths import display_path
+    from lpft_bench.preflight import check_free_space, job_plans, unreadable_images
     from lpft_bench.runner import run_matrix
     from lpft_bench.slurm import parse_options
     from lpft_bench.analysis.tables import collect
@@ -101,6 +113,14 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / suite.name)
     _check_out(out)
     check_logger(args.logger)
+    if not args.no_preflight:
+        report, blocking = unreadable_images(job_plans(jobs))
+        if report:
+            print(("lpft-bench: unreadable images, nothing was run.\n" if blocking else "") + report, file=sys.stderr)
+        if blocking:
+            return 2
+    if not args.force:
+        check_free_space(jobs, out)
     data_root = _data_root(args)
     if suite.fake_data and data_root is None:
         data_root = str(_fake_data_root(out, {job.benchmark for job in jobs}))
@@ -114,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     slurm = {"cluster": args.slurm_cluster, **parse_options(args.slurm_option or [])}
     if args.slurm_partition:
         slurm["slurm_partition"] = args.slurm_partition
-    print(f"suite {suite.name}: {len(jobs)} jobs -> {out}", file=sys.stderr)
+    print(f"suite {suite.name}: {len(jobs)} jobs -> {display_path(out)}", file=sys.stderr)
     try:
         with stop_on_signals():
             result = run_matrix(jobs, ctx, launcher=args.launcher, slots=args.slots, slurm=slurm, wait=args.wait)
@@ -124,11 +144,11 @@ def _run(args: argparse.Namespace) -> int:
         return stop.exit_code
     if args.launcher == "slurm" and not args.wait:
         print(f"submitted {len(result.submitted)} jobs ({result.skipped} already done, {result.busy} queued or running); "
-              f"follow with `lpft-bench status --out {out}`, then `lpft-bench collect --out {out}`")
+              f"follow with `lpft-bench status --out {display_path(out)}`, then `lpft-bench collect --out {display_path(out)}`")
         return 0
-    print(collect(out))
+    print(collect(out, matrix=[job.id for job in jobs]))
     print(f"\n{result.done} run, {result.skipped} already done, {result.failed} failed, {result.busy} held by another "
-          f"runner; tables in {out}/: runs.csv, id.csv, ood.csv, vs_paper.csv, summary.md")
+          f"runner; tables in {display_path(out)}/: runs.csv, id.csv, ood.csv, vs_paper.csv, summary.md")
     if result.failed:
         _print_failures(jobs, ctx, result.failed)
     return 1 if result.failed else 0
@@ -138,7 +158,9 @@ def _print_failures(jobs, ctx, failed: int) -> None:
     """Each distinct cause once, with the number of jobs it hit: a shared mistake reads as one line."""
     from lpft_bench.runner import failure_causes
 
-    print(f"{failed} job(s) failed; each keeps its error and traceback in {ctx.out}/jobs/<id>/record.json, "
+    from lpft_bench.paths import display_path
+
+    print(f"{failed} job(s) failed; each keeps its error and traceback in {display_path(ctx.out)}/jobs/<id>/record.json, "
           "rerun to retry them. Causes:", file=sys.stderr)
     for cause, count in failure_causes(jobs, ctx):
         print(f"  {count} job(s): {cause}", file=sys.stderr)
@@ -159,17 +181,22 @@ def _check_launcher_flags(args: argparse.Namespace) -> None:
 
 def _status(args: argparse.Namespace) -> int:
     from lpft_bench.engine.store import unreadable_phase_files
+    from lpft_bench.paths import display_path
+    from lpft_bench.prune import outside_line
     from lpft_bench.runner import STATES, store_status
 
     suite, jobs = _suite_jobs(args) if args.suite or args.all or args.config else (None, None)
     out = Path(args.out or Path("results") / (suite.name if suite else "quickstart"))
     counts = store_status(out, jobs)
     shown = [k for k in STATES if counts[k] or k in ("done", "running", "failed", "pending")]
-    print(f"{out}: " + ", ".join(f"{counts[k]} {k}" for k in shown) + f" of {counts['total']}")
+    print(f"{display_path(out)}: " + ", ".join(f"{counts[k]} {k}" for k in shown) + f" of {counts['total']}")
     for problem in counts["problems"]:
-        print(f"  corrupt: {problem} (`lpft-bench run` moves it aside and reruns the job)")
+        print(f"  corrupt: {display_path(problem)} (`lpft-bench run` moves it aside and reruns the job)")
     for problem in unreadable_phase_files(out):
-        print(f"  unreadable phase weights: {problem} (`lpft-bench run` moves it aside and recomputes the phase)")
+        print(f"  unreadable phase weights: {display_path(problem)} (`lpft-bench run` moves it aside and "
+              "recomputes the phase)")
+    if counts["outside"]:
+        print(f"  {outside_line(counts['outside'])}")
     return 0
 
 
@@ -177,18 +204,19 @@ def _collect(args: argparse.Namespace) -> int:
     from lpft_bench.analysis.tables import collect, export_tables
     from lpft_bench.errors import UsageError
     from lpft_bench.experiments import load_experiment
+    from lpft_bench.paths import display_path
 
     out = Path(args.out or Path("results") / (load_experiment(args.config).name if args.config else "quickstart"))
     tables = Path(args.tables_out) if args.tables_out else out
     writable = _writable(tables)
     if args.tables_out and not writable:
-        raise UsageError(f"--tables-out {tables}: not a directory this user can write")
+        raise UsageError(f"--tables-out {display_path(tables)}: not a directory this user can write")
     print(collect(out, args.interval, tables_out=tables, write=writable))
     if not writable:
-        print(f"lpft-bench: {out} is read-only: tables printed, not written; give --tables-out DIR to write them "
-              "there", file=sys.stderr)
+        print(f"lpft-bench: {display_path(out)} is read-only: tables printed, not written; give --tables-out DIR to "
+              "write them there", file=sys.stderr)
     elif args.format != "csv":
-        print(f"wrote {', '.join(str(p) for p in export_tables(tables, args.format))}")
+        print(f"wrote {', '.join(display_path(p) for p in export_tables(tables, args.format))}")
     return 0
 
 
@@ -222,9 +250,13 @@ def _list(args: argparse.Namespace) -> int:
 
 def _data_check(args: argparse.Namespace) -> int:
     from lpft_bench.datamodules import check_benchmarks, format_check
+    from lpft_bench.paths import printable
+    from lpft_bench.preflight import check_experiment_images
 
-    rows = check_benchmarks(_data_root(args))
-    print(format_check(rows))
+    if args.config:
+        return check_experiment_images(args.config, args.benchmarks)
+    rows = [row for row in check_benchmarks(_data_root(args)) if not args.benchmarks or row.benchmark in args.benchmarks]
+    print(printable(format_check(rows)))
     return 0
 
 
@@ -243,130 +275,35 @@ def _theory(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_matrix_arguments(parser: argparse.ArgumentParser, default_suite: str | None) -> None:
-    parser.add_argument("--suite", default=default_suite)
-    parser.add_argument("--all", action="store_true", help="the paper suite: Kumar et al.'s full protocol")
-    parser.add_argument("--out", help="results store (default: results/<suite>)")
-    parser.add_argument("--benchmarks", nargs="+")
-    parser.add_argument("--strategies", nargs="+")
-    parser.add_argument("--seeds", nargs="+", type=int)
-    parser.add_argument("--epochs", type=int, help="override every gradient phase's epochs (smoke runs)")
-    parser.add_argument("--subset", type=int, help="a deterministic, class-stratified subset of at most N images per split")
-    parser.add_argument("--mode", choices=["paper", "clean"],
-                        help="paper: select and report ID on the paper's ID set; clean: ID validation carved from train")
-    parser.add_argument("--config", help="an experiment file (YAML or TOML): its own benchmarks, backbones, grids, seeds")
-    parser.add_argument("--set", action="append", metavar="HPARAM=VALUE",
-                        help="a hyperparameter for every strategy that takes it (a list sweeps); repeatable")
-    parser.add_argument("--backbone", help="every benchmark's backbone: a registered name or timm:<model>")
-    parser.add_argument("--checkpoint", help="the backbone's weights file (.safetensors or a torch state dict)")
-    parser.add_argument("--backbone-option", action="append", metavar="KEY=VALUE",
-                        help="pretrained=true (timm's hub weights), random=true, data_config={input_size: [3, 96, 96]}")
-    parser.add_argument("--benchmark-option", action="append", metavar="KEY=VALUE",
-                        help="a benchmark option for every benchmark, e.g. subset=200 or cache_mb=0")
+def _prune(args: argparse.Namespace) -> int:
+    from lpft_bench.prune import main_prune
 
-
-def build_parser() -> argparse.ArgumentParser:
-    from lpft_bench.analysis.bench import add_bench_arguments, main_bench
-    from lpft_bench.analysis.protocol import add_protocol_arguments, main_protocol
-    from lpft_bench.analysis.report import add_report_arguments, main_report
-    from lpft_bench.analysis.theory import add_theory_arguments
-    from lpft_bench.pretrain import add_pretrain_arguments, main_pretrain
-    from lpft_bench.download_cli import add_download_commands
-
-    parser = argparse.ArgumentParser(prog="lpft-bench", description=__doc__)
-    commands = parser.add_subparsers(dest="command")
-
-    run = commands.add_parser("run", help="run a suite's matrix into a results store, then write its tables")
-    _add_matrix_arguments(run, None)
-    run.add_argument("--data-root", help="root of the datasets (default: $LPFT_BENCH_DATA)")
-    run.add_argument("--accelerator", default="auto")
-    run.add_argument("--devices", type=int, default=1, help="devices per job (>1: Lightning DDP inside the job)")
-    run.add_argument("--precision", help="Lightning precision, e.g. bf16-mixed on GPUs")
-    run.add_argument("--num-workers", type=int, default=0)
-    run.add_argument("--launcher", default="inline", choices=["inline", "local", "pool", "slurm"],
-                     help="inline: jobs in this process; local: a subprocess per job; pool: --slots at once; "
-                          "slurm: submitit")
-    run.add_argument("--slots", type=int, default=1, help="pool: jobs at once (each gets --devices GPUs)")
-    run.add_argument("--slurm-partition")
-    run.add_argument("--slurm-cluster", help="submitit cluster (default: auto; 'local' runs without SLURM)")
-    run.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
-                     help="a submitit/SLURM parameter, repeatable: time=MIN, cpus=N, mem=GB, account=A, qos=Q, "
-                          "constraint=C, array_parallelism=N, or any submitit name (slurm_exclude=...)")
-    run.add_argument("--wait", action="store_true", help="slurm: block until every job has ended, then write the tables")
-    run.add_argument("--nodes", type=int, default=1, help="slurm: nodes per job (multi-node DDP)")
-    run.add_argument("--logger", default="csv", help="besides the CSV log in the store: tensorboard, wandb or mlflow "
-                     "(Lightning's loggers; runs named by job id and phase, tagged with the job's meaning)")
-    run.add_argument("--compile", action="store_true", help="torch.compile the model in every gradient phase")
-    run.add_argument("--dry-run", action="store_true", help="print the expanded jobs and their count")
-    run.set_defaults(func=_run)
-
-    status = commands.add_parser("status", help="done/running/failed/pending jobs of a store, running nothing")
-    _add_matrix_arguments(status, None)
-    status.set_defaults(func=_status)
-
-    collect = commands.add_parser("collect", help="(re)write the tables of a results store")
-    collect.add_argument("--out", help="results store (default: results/<config name>, else results/quickstart)")
-    collect.add_argument("--config", help="the experiment file whose store to collect")
-    collect.add_argument("--tables-out", help="write the tables here instead of into the store (a read-only store: "
-                         "without it they are only printed)")
-    collect.add_argument("--format", choices=["csv", "md", "latex"], default="csv",
-                         help="also write id/ood tables as Markdown (id.md, ood.md) or LaTeX (id.tex, ood.tex)")
-    collect.add_argument("--interval", choices=["normal", "student-t"], default="normal",
-                         help="the tables' 90%% interval: 1.645 s/sqrt(n) as the authors' summary (default), or "
-                              "Student-t's t(0.95, n-1) s/sqrt(n), 1.8x wider at n = 3")
-    collect.set_defaults(func=_collect)
-
-    report = commands.add_parser("report", help="tables beside the paper's, and figures, from a results store")
-    add_report_arguments(report)
-    report.set_defaults(func=main_report)
-
-    listing = commands.add_parser("list", help="benchmarks, backbones, strategies and suites")
-    listing.set_defaults(func=_list)
-
-    data = commands.add_parser("data", help="check the datasets on disk, or write tiny fakes of their layouts")
-    data_commands = data.add_subparsers(dest="data_command", required=True)
-    check = data_commands.add_parser("check", help="found/missing and image counts of every set of every benchmark")
-    check.add_argument("--data-root", help="root of the datasets (default: $LPFT_BENCH_DATA)")
-    check.set_defaults(func=_data_check)
-    fake = data_commands.add_parser("fake", help="write a tiny dataset in a benchmark's canonical layout")
-    fake.add_argument("benchmark")
-    fake.add_argument("directory")
-    fake.add_argument("--images-per-class", type=int, default=2)
-    fake.set_defaults(func=_data_fake)
-    add_download_commands(data_commands, commands)
-
-    protocol = commands.add_parser("protocol", help="the paper suite's exact protocol per benchmark, as a run builds it")
-    add_protocol_arguments(protocol)
-    protocol.set_defaults(func=main_protocol)
-
-    theory = commands.add_parser("theory", help="Kumar et al.'s two-layer linear network: LP vs FT OOD error as ε → 0")
-    add_theory_arguments(theory)
-    theory.set_defaults(func=_theory)
-
-    pretrain = commands.add_parser("pretrain", help="rerun the shipped digits backbones' recipe, compare digests")
-    add_pretrain_arguments(pretrain)
-    pretrain.set_defaults(func=main_pretrain)
-
-    bench = commands.add_parser("bench", help="throughput and reuse measured against a plain loop and the paper's LP")
-    add_bench_arguments(bench)
-    bench.set_defaults(func=main_bench)
-
-    return parser
+    return main_prune(args, _suite_jobs)
 
 
 def main(argv: list[str] | None = None) -> int:
     from lpft_bench.errors import UsageError  # DataError (absent or unreadable data) is one too
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv or ["run"])
-    if args.command is None:
-        args = parser.parse_args(["run", *argv])
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not valid UTF-8 (legal on Linux) never ends a run in UnicodeEncodeError; the paths
+        # this CLI prints go through paths.display_path, which writes such bytes as \xNN.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else "run")
+    try:
+        args = parser.parse_args(argv or ["run"])
+        if args.command is None:
+            args = parser.parse_args(["run", *argv])
+    except SystemExit as done:  # --help (0) or argparse's one-line usage error (2): a status, as every other
+        return done.code
     args.argv = argv
     try:
-        return args.func(args)
+        return handler(args.func)(args)
     except UsageError as error:  # what the user got wrong: one line, no traceback; bugs keep theirs
-        print(f"lpft-bench: {error}", file=sys.stderr)
+        from lpft_bench.paths import printable
+
+        print(f"lpft-bench: {printable(str(error))}", file=sys.stderr)
         return 2
 
 

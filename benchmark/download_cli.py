@@ -63,8 +63,8 @@ def weights_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_download_commands(data_commands, commands) -> None:
-    """`download` under `data`, and the `weights` command with its `download`."""
+def add_data_download(data_commands) -> None:
+    """`download` under `data`."""
     download = data_commands.add_parser("download", help="fetch, verify and unpack datasets into the canonical layout")
     download.add_argument("benchmarks", nargs="+", metavar="NAME",
                           help=f"a benchmark ({', '.join(sorted(BENCHMARK_SETS | dict.fromkeys(MANUAL)))}) "
@@ -74,7 +74,9 @@ def add_download_commands(data_commands, commands) -> None:
     download.add_argument("--mirror", help=MIRROR_HELP)
     download.set_defaults(func=data_download)
 
-    weights = commands.add_parser("weights", help="fetch the paper's backbone checkpoints")
+
+def add_weights_commands(weights) -> None:
+    """`download` under `weights`."""
     weights_commands = weights.add_subparsers(dest="weights_command", required=True)
     fetch = weights_commands.add_parser("download", help="into $LPFT_BENCH_CHECKPOINTS, under their canonical names")
     fetch.add_argument("names", nargs="+", metavar="NAME", help=", ".join(WEIGHTS))

@@ -160,7 +160,8 @@ def _gpu_slots(slots: int, devices_per_job: int) -> Queue:
 
 
 def write_matrix(ctx: RunContext, jobs: list[Job]) -> None:
-    """The matrix a store was asked for, so `status` counts its jobs not yet started without being told the suite."""
+    """The matrix a store was asked for, so `status`, `collect` and `prune` know its jobs (those not yet started,
+    and the records outside it) without being told the suite."""
     write_json(Path(ctx.out) / "matrix.json", {"jobs": [job.id for job in jobs]})
 
 
@@ -230,7 +231,9 @@ STATES = ("done", "running", "queued", "preempted", "failed", "corrupt", "pendin
 
 def store_status(store: Path, jobs: list[Job] | None = None) -> dict:
     """Counts of a store's jobs by state, without running or changing anything. The jobs counted: `jobs`, else
-    the matrix the store was last run with (`matrix.json`) and any other job in it; `corrupt` lists why."""
+    the matrix the store was last run with (`matrix.json`), else every job in it; `corrupt` lists why, `outside`
+    counts the records of jobs outside that matrix (superseded data or configuration: never this run's failures)."""
+    from lpft_bench.prune import matrix_ids, outside_records
     from lpft_bench.slurm import slurm_state
 
     store = Path(store)
@@ -245,11 +248,8 @@ def store_status(store: Path, jobs: list[Job] | None = None) -> dict:
         if migration is not None:
             print(migration.summary(store), file=sys.stderr)
     job_dirs = {p.name: p for p in (store / "jobs").glob("*") if p.is_dir()}
-    if jobs is not None:
-        wanted = [job.id for job in jobs]
-    else:
-        matrix = json.loads((store / "matrix.json").read_text())["jobs"] if (store / "matrix.json").is_file() else []
-        wanted = list(dict.fromkeys([*matrix, *sorted(job_dirs)]))
+    matrix = [job.id for job in jobs] if jobs is not None else matrix_ids(store)
+    wanted = list(dict.fromkeys(matrix)) if matrix is not None else sorted(job_dirs)
     counts: dict = {state: 0 for state in STATES}
     counts["problems"] = []
     for job_id in wanted:
@@ -261,4 +261,5 @@ def store_status(store: Path, jobs: list[Job] | None = None) -> dict:
         if state == "corrupt":
             counts["problems"].append(detail)
     counts["total"] = len(wanted)
+    counts["outside"] = len(outside_records(store, matrix))
     return counts

@@ -9,8 +9,6 @@ then a true test set.
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from functools import cached_property
 from pathlib import Path
 
@@ -18,6 +16,8 @@ import numpy as np
 
 from .base import ID_TEST, ID_VAL, DataError, DatasetMissing
 from .fakes import write_images
+from .imagecheck import FolderVerdict, check_folder
+from .walk import listing_fingerprint, walk_folder
 from .imagedata import ClassFolders, DataSource, ImageShiftDataModule, SetSpec, class_folders
 
 FOLDER = DataSource(
@@ -28,17 +28,8 @@ FOLDER = DataSource(
 
 
 def folder_fingerprint(directory: Path) -> str:
-    """The content of an image folder as its sorted relative file paths and sizes: moving the folder keeps it,
-    adding, removing, renaming or resizing an image changes it."""
-    if not directory.is_dir():
-        raise DatasetMissing(directory, "no such directory")
-    digest = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(directory):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(f for f in filenames if not f.startswith(".")):
-            path = Path(dirpath) / name
-            digest.update(f"{path.relative_to(directory).as_posix()}\0{path.stat().st_size}\n".encode())
-    return "files-sha256:" + digest.hexdigest()[:16]
+    """The content of an image folder (`walk.listing_fingerprint`), listed by the walk that cannot loop."""
+    return listing_fingerprint(walk_folder(directory))
 
 
 def training_classes(directory: Path) -> tuple[str, ...]:
@@ -59,21 +50,32 @@ class FolderShift(ImageShiftDataModule):
     path_options = ("root", "train", "id_eval", "ood")
 
     @classmethod
+    def set_folders(cls, options: dict) -> dict[str, Path]:
+        """Each folder option as the directory it names: train, id_eval, `ood <name>`."""
+        base = Path(options.get("root") or ".").expanduser()
+        folders = {key: base / options[key] for key in ("train", "id_eval") if options.get(key) is not None}
+        if isinstance(options.get("ood"), dict):
+            folders.update({f"ood {name}": base / directory for name, directory in options["ood"].items()})
+        return folders
+
+    @classmethod
     def identity(cls, options: dict) -> dict:
         """Each folder by its content, never by its path; checked here, before any job is named, let alone
-        trained: at least two training classes, and no evaluation folder holding a class training lacks."""
-        base = Path(options.get("root") or ".").expanduser()
+        trained: at least two training classes, and no evaluation folder holding a class training lacks.
+        `skip_unreadable` counts only when true: which images a job reads then depends on what decodes."""
         meaning = super().identity(options)
-        folders = {key: meaning[key] for key in ("train", "id_eval") if key in meaning}
-        if isinstance(meaning.get("ood"), dict):
-            folders.update({f"ood {name}": directory for name, directory in meaning["ood"].items()})
-        fingerprints = {key: folder_fingerprint(base / directory) for key, directory in folders.items()}
+        if not isinstance(meaning.get("skip_unreadable", False), bool):
+            raise DataError(f"folder benchmark: skip_unreadable must be true or false, not {meaning['skip_unreadable']!r}")
+        if not meaning.get("skip_unreadable"):
+            meaning.pop("skip_unreadable", None)
+        folders = cls.set_folders(options)
+        fingerprints = {key: folder_fingerprint(directory) for key, directory in folders.items()}
         if "train" in folders:
-            classes = set(training_classes(base / folders["train"]))
+            classes = set(training_classes(folders["train"]))
             for key, directory in folders.items():
-                unknown = sorted(set(class_folders(base / directory)) - classes)
+                unknown = sorted(set(class_folders(directory)) - classes)
                 if unknown:
-                    raise DataError(f"folder benchmark: {key} folder {base / directory} holds classes training lacks: "
+                    raise DataError(f"folder benchmark: {key} folder {directory} holds classes training lacks: "
                                     f"{unknown[:5]}; an evaluation folder may hold only training's classes")
         for key in ("train", "id_eval"):
             if key in meaning:
@@ -82,8 +84,18 @@ class FolderShift(ImageShiftDataModule):
             meaning["ood"] = {name: fingerprints[f"ood {name}"] for name in sorted(meaning["ood"])}
         return meaning
 
-    def __init__(self, train: str, id_eval: str, ood: dict[str, str] | None = None, **kwargs):
+    @classmethod
+    def check_images(cls, options: dict, progress: bool = True) -> dict[str, FolderVerdict]:
+        """Every image of every folder decoded (or its verdict reused): what cannot be read, by set."""
+        return {key: check_folder(directory, progress) for key, directory in cls.set_folders(options).items()}
+
+    def __init__(self, train: str, id_eval: str, ood: dict[str, str] | None = None, skip_unreadable: bool = False,
+                 **kwargs):
         ood = dict(ood or {})
+        if not isinstance(skip_unreadable, bool):
+            raise ValueError(f"skip_unreadable must be true or false, not {skip_unreadable!r}")
+        self.skip_unreadable = skip_unreadable
+        self.skipped_files: dict[str, list[str]] = {}
         reserved = sorted(set(ood) & {"train", ID_VAL, ID_TEST})
         if reserved:
             raise ValueError(f"OOD set names {', '.join(reserved)} are reserved; name your OOD folders otherwise")
@@ -108,7 +120,13 @@ class FolderShift(ImageShiftDataModule):
 
     def load(self, spec: SetSpec, path: Path) -> ClassFolders:
         labels = {name: index for index, name in enumerate(self.class_names)}
-        return ClassFolders(path, labels, require_all=spec.split == "train")
+        exclude: frozenset[str] = frozenset()
+        if self.skip_unreadable:
+            verdict = check_folder(path, progress=False)
+            exclude = frozenset(verdict.bad)
+            if exclude:
+                self.skipped_files[spec.name] = [f"{relative}: {verdict.bad[relative]}" for relative in sorted(exclude)]
+        return ClassFolders(path, labels, require_all=spec.split == "train", exclude=exclude)
 
     @classmethod
     def write_fake(cls, root: Path, images_per_class: int, rng: np.random.Generator) -> None:

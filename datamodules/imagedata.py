@@ -23,8 +23,10 @@ from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .base import ID_VAL, CorruptImage, DatasetMissing, EvalSet, ShiftDataModule, ShiftSplits, stratified_sample
+from .walk import image_samples
 from .transforms import Pipeline, center_crop, compose, horizontal_flip, op, random_resized_crop, resize
 
 DATA_ROOT_VARIABLE = "LPFT_BENCH_DATA"
@@ -86,9 +88,10 @@ class ClassFolders(ImageFolder):
     folder the benchmark does not know is an error, never a silently shifted label).
     """
 
-    def __init__(self, root: Path, labels: Mapping[str, int], require_all: bool):
+    def __init__(self, root: Path, labels: Mapping[str, int], require_all: bool, exclude: frozenset[str] = frozenset()):
         self._labels = dict(labels)
         self._require_all = require_all
+        self._exclude = exclude
         try:
             super().__init__(str(root), loader=load_image)
         except FileNotFoundError as error:  # torchvision's report of a class folder without a single image
@@ -112,6 +115,10 @@ class ClassFolders(ImageFolder):
                 raise DatasetMissing(root, "no class folders")
             folders = present
         return folders, {name: self._labels[name] for name in folders}
+
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        # torchvision's own walk follows every link, forever; this one refuses loops (see walk.py).
+        return image_samples(directory, class_to_idx, extensions or IMG_EXTENSIONS, self._exclude)
 
 
 class LabeledFiles(Dataset):

@@ -250,11 +250,16 @@ def export_tables(store: Path, form: str) -> list[Path]:
     return written
 
 
-def collect(store: Path, interval: str = "normal", tables_out: Path | None = None, write: bool = True) -> str:
+def collect(store: Path, interval: str = "normal", tables_out: Path | None = None, write: bool = True,
+            matrix: list[str] | None = None) -> str:
     """Write runs.csv, id.csv, ood.csv, vs_paper.csv and summary.md into the store, or into `tables_out` (and
     calibration.csv when jobs recorded temperature scaling); with `write` False only return them (a store
     this user cannot write); return the printed tables. `interval`: which 90% interval the tables hold
-    (INTERVAL_LABELS); the printout and summary.md say which."""
+    (INTERVAL_LABELS); the printout and summary.md say which. `matrix` (default: the store's `matrix.json`): the
+    job ids whose failures are this run's; every finished record is tabulated, keyed by its data and backbone."""
+    from lpft_bench.paths import display_path
+    from lpft_bench.prune import matrix_ids, outside_line, outside_records
+
     store = Path(store)
     destination = Path(tables_out) if tables_out is not None else store
 
@@ -263,6 +268,9 @@ def collect(store: Path, interval: str = "normal", tables_out: Path | None = Non
             _write_csv(frame, destination / name, index)
 
     records = load_records(store)
+    matrix = matrix if matrix is not None else matrix_ids(store)
+    outside = set(outside_records(store, matrix))
+    finished = sum(r.get("status") == "done" for r in records)
     runs = runs_frame(records)
     selected = select_hparams(runs)
     id_table = summary_table(selected, "id", interval)
@@ -275,7 +283,7 @@ def collect(store: Path, interval: str = "normal", tables_out: Path | None = Non
                             paper_comparison(table_cells(ood_table), paper, "ood").assign(split="ood")])
     comparison = comparison.assign(difference=(comparison["mean"] - comparison["paper"]).round(2))
     save(comparison, "vs_paper.csv", index=False)
-    failed = [r for r in records if r.get("status") == "failed"]
+    failed = [r for r in records if r.get("status") == "failed" and r.get("job_id") not in outside]
     label = INTERVAL_LABELS[interval]
     lines = [format_table(id_table, f"ID accuracy (%), mean ± {label} over seeds"), "",
              format_table(ood_table, f"OOD accuracy (%), mean ± {label} over seeds")]
@@ -287,9 +295,11 @@ def collect(store: Path, interval: str = "normal", tables_out: Path | None = Non
         lines += ["", format_calibration(calibration)]
     if failed:
         lines += ["", f"{len(failed)} failed job(s): " + ", ".join(r["job_id"] for r in failed)]
+    if outside:
+        lines += ["", outside_line(len(outside))]
     text = "\n".join(lines)
-    summary = [f"# Results of {store.name}", "",
-               f"{len(records) - len(failed)} finished job(s), {len(failed)} failed. Epoch and hyperparameters "
+    summary = [f"# Results of {display_path(store.name)}", "",
+               f"{finished} finished job(s), {len(failed)} failed. Epoch and hyperparameters "
                f"selected on ID validation; intervals: {label} over seeds (s: sample std).", "", "```", text, "```", ""]
     if not comparison.empty:
         summary += ["Beside Kumar et al. 2022 (`vs_paper.csv`):", "", "```",

@@ -24,7 +24,7 @@ from lpft_bench.strategies.phases import Phase
 from lpft_bench.strategies.posthoc import calibration, predict
 
 from .identity import Job, RunContext, feature_key, phase_key
-from .loggers import phase_loggers
+from lpft_bench.loggers import phase_loggers
 from .store import (cached_features, features_path, load_phase, load_selected, phase_dir, save_phase,
                     write_record)
 
@@ -238,6 +238,8 @@ def run_job(job: Job, ctx: RunContext) -> dict:
         "selection": selection,
         "final": {s.name: selected[f"acc/{s.name}"] for s in dm.eval_sets} if selected else {},
         "phases": phases,
+        # A benchmark told to leave unreadable images out (folder's skip_unreadable) names them, by set.
+        **({"skipped_files": dm.skipped_files} if getattr(dm, "skipped_files", None) else {}),
         "environment": _environment(world_size),
         **outcome,
         "seconds": round(time.time() - started, 2),

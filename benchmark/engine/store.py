@@ -20,12 +20,13 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lpft_bench.checks import inside
 from lpft_bench.faults import fault_point
+from lpft_bench.paths import load_safetensors
 from lpft_bench.storage import atomic_write, set_aside, write_json
 from lpft_bench.strategies.linear_probe import extract_features
 
@@ -139,7 +140,7 @@ def save_phase(directory: Path, model: nn.Module, record: dict, selected: dict |
 def load_selected(directory: Path) -> dict[str, torch.Tensor] | None:
     """The weights of a stored phase's selected epoch, where that is not its last."""
     path = directory / SELECTED
-    return load_file(str(path)) if path.exists() else None
+    return load_safetensors(path) if path.exists() else None
 
 
 def load_phase(directory: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
@@ -148,7 +149,7 @@ def load_phase(directory: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
     if not (directory / RECORD).exists():
         return None
     try:
-        return json.loads((directory / RECORD).read_text()), load_file(str(directory / "model.safetensors"))
+        return json.loads((directory / RECORD).read_text()), load_safetensors(directory / "model.safetensors")
     except Exception as error:  # safetensors raises its own error types for truncated or garbled files
         set_aside(directory, f"phase result unreadable ({error}), recomputing it")
         return None

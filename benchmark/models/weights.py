@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from lpft_bench.errors import UsageError
+from lpft_bench.paths import load_safetensors
 from lpft_bench.registry import Registry
 from lpft_bench.storage import file_digest
 
@@ -140,7 +140,7 @@ def _load_tensors(path: Path):
 
     if path.suffix == ".safetensors":
         try:
-            return load_file(str(path))
+            return load_safetensors(path)
         except (SafetensorError, OSError) as error:
             raise not_a_weights_file(path, f"an unreadable safetensors file: {error}") from None
     try:

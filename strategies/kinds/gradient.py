@@ -5,12 +5,12 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import Checkpoint
 
 from lpft_bench.faults import fault_point
 from lpft_bench.interrupts import StopOnSignal
+from lpft_bench.paths import load_safetensors
 from lpft_bench.storage import set_aside
 from lpft_bench.strategies.callbacks import EpochRecorder, FinetuneDiagnostics, ProgressNote, SelectedWeights
 from lpft_bench.strategies.module import AdaptationModule
@@ -148,7 +148,7 @@ class GradientPhase(PhaseKind):
             record["diverged_epoch"] = recorder.diverged_epoch
         chosen = select_epoch(recorder.epochs, dm.selection_set)
         if chosen is not None and chosen is not recorder.epochs[-1] and selected.path.exists():
-            context.selected_state = load_file(str(selected.path))
+            context.selected_state = load_safetensors(selected.path)
         if diagnostics is not None:
             record["start"].update(diagnostics.start)
             record.update(diagnostics.end)

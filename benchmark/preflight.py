@@ -1,0 +1,159 @@
+"""What `run` checks after the matrix is built and before any job starts: that every image of the experiment's
+folders decodes (all bad files named at once), and that the store's file system has room for what the run keeps."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from lpft_bench.datamodules import benchmark_class
+from lpft_bench.datamodules.imagecheck import REMEDY, format_verdicts
+from lpft_bench.datamodules.imagedata import ImageShiftDataModule
+from lpft_bench.datamodules.walk import image_files, walk_folder
+from lpft_bench.engine import Job, phase_key
+from lpft_bench.engine.store import is_done, phase_dir
+from lpft_bench.errors import UsageError
+from lpft_bench.paths import display_path
+from lpft_bench.meaning import canonical_json
+from lpft_bench.strategies import get_strategy
+from lpft_bench.strategies.kinds.probe import LogisticProbe
+
+# A job's record, logs and progress notes (measured: a one-epoch folder LP job's directory holds 16 kB; epochs
+# of metrics and a worker log make it grow, hence the margin).
+JOB_OVERHEAD_BYTES = 1 << 20
+# A resume checkpoint holds the weights and the optimiser's state (AdamW: two moments): three copies at most.
+CHECKPOINT_COPIES = 3
+
+
+class NotEnoughSpace(UsageError):
+    """The store's file system cannot hold what the run would keep."""
+
+
+def checked_benchmarks(plans: Iterable[tuple[str, str, dict]]) -> list[tuple[str, str, dict]]:
+    """(label, benchmark, options) of the benchmarks whose images can be checked, each setting once."""
+    chosen: dict[str, tuple[str, str, dict]] = {}
+    for label, benchmark, options in plans:
+        if hasattr(benchmark_class(benchmark), "check_images"):
+            chosen.setdefault(f"{benchmark}\0{canonical_json(options)}", (label, benchmark, options))
+    return list(chosen.values())
+
+
+def unreadable_images(plans: Iterable[tuple[str, str, dict]], progress: bool = True) -> tuple[str | None, bool]:
+    """The report of every file that cannot be read as an image, and whether it must stop the run (a benchmark
+    with `skip_unreadable: true` leaves its bad files out instead)."""
+    reports, blocking = [], False
+    for label, benchmark, options in checked_benchmarks(plans):
+        report = format_verdicts(f"{label} ({benchmark})", benchmark_class(benchmark).check_images(options, progress))
+        if report is None:
+            continue
+        skipped = bool(options.get("skip_unreadable"))
+        blocking |= not skipped
+        reports.append(report + ("\n  (skip_unreadable: true, so these are left out)" if skipped else ""))
+    if not reports:
+        return None, False
+    return "\n".join(reports) + ("\n" + REMEDY if blocking else ""), blocking
+
+
+def check_experiment_images(config: str, labels: list[str] | None) -> int:
+    """`lpft-bench data check --config FILE [--benchmarks LABEL ...]`: exit 2 when an image cannot be read."""
+    from lpft_bench.experiments import load_experiment
+
+    plans = load_experiment(config).benchmarks
+    unknown = sorted(set(labels or ()) - set(plans))
+    if unknown:
+        raise UsageError(f"--benchmarks {' '.join(unknown)}: not in {display_path(config)}; its benchmarks: {', '.join(plans)}")
+    chosen = [(label, plan.benchmark or label, plan.options) for label, plan in plans.items() if not labels or label in labels]
+    checked = [label for label, _, _ in checked_benchmarks(chosen)]
+    if not checked:
+        raise UsageError(f"{display_path(config)} has no folder benchmark{' among ' + ' '.join(labels) if labels else ''}: "
+                         "nothing to decode (`lpft-bench data check` without --config checks the canonical datasets)")
+    report, blocking = unreadable_images(chosen)
+    print(report or f"every image of {', '.join(checked)} decodes")
+    return 2 if blocking else 0
+
+
+def job_plans(jobs: Iterable[Job]) -> list[tuple[str, str, dict]]:
+    return [(job.label("benchmark"), job.benchmark, job.benchmark_options) for job in jobs]
+
+
+def _network(job: Job, cache: dict) -> tuple[int, int]:
+    """(bytes of the job's network state, float32; its feature width), built on the meta device: no memory."""
+    from lpft_bench.models.backbones import build_backbone, feature_dim
+
+    key = repr(job.backbone_spec())
+    if key not in cache:
+        with torch.device("meta"):
+            model, _ = build_backbone(job.backbone_spec(), pretrained=False)
+        cache[key] = sum(t.numel() * t.element_size() for t in model.state_dict().values()), feature_dim(model)
+    return cache[key]
+
+
+def _set_images(job: Job, cache: dict) -> dict[str, int]:
+    """Images per set where known without reading one: a folder's image files, a canonical dataset's reference
+    count (none for the in-memory digits, whose features are kilobytes)."""
+    key = (job.benchmark, canonical_json(job.benchmark_options))
+    if key not in cache:
+        benchmark = benchmark_class(job.benchmark)
+        if hasattr(benchmark, "set_folders"):
+            counts = {name: len(image_files(walk_folder(directory), IMG_EXTENSIONS))
+                      for name, directory in benchmark.set_folders(job.benchmark_options).items()}
+        elif issubclass(benchmark, ImageShiftDataModule):
+            counts = {spec.name: spec.expected or 0 for spec in benchmark().sets}
+        else:
+            counts = {}
+        subset = job.benchmark_options.get("subset")
+        cache[key] = {name: min(n, subset) if subset else n for name, n in counts.items()}
+    return cache[key]
+
+
+def estimate_bytes(jobs: list[Job], out: Path) -> tuple[int, int]:
+    """(bytes the pending jobs would keep, bytes of the largest resume checkpoint written meanwhile).
+
+    Each phase result not yet in the store keeps its weights, and a phase of several epochs may keep its selected
+    epoch's too; shared prefixes (lp-ft's probe) count once. A logistic probe caches every set's features (float32
+    rows of the backbone's width), once per backbone, data, set and seed. Records and logs: JOB_OVERHEAD_BYTES."""
+    networks: dict = {}
+    images: dict = {}
+    kept, peak, pending = 0, 0, set()
+    for job in jobs:
+        if is_done(Path(out) / "jobs" / job.id):
+            continue
+        weights, width = _network(job, networks)
+        kept += JOB_OVERHEAD_BYTES
+        peak = max(peak, CHECKPOINT_COPIES * weights)
+        phases = get_strategy(job.strategy).phases(job.hparams)
+        for index, phase in enumerate(phases):
+            key = phase_key(job, phases, index)
+            if key not in pending and not (phase_dir(out, key) / "record.json").exists():
+                pending.add(key)
+                kept += (2 if phase.epochs > 1 else 1) * weights
+            if phase.trains != LogisticProbe.name:
+                continue
+            for set_name, count in _set_images(job, images).items():
+                features = (repr(job.backbone_spec()), canonical_json(job.benchmark_meaning()), set_name,
+                            job.seed if set_name == "train" else None)
+                if features not in pending:
+                    pending.add(features)
+                    kept += count * (4 * width + 8)  # float32 features and an int64 label per image
+    return kept, peak
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.2f} GB"
+
+
+def check_free_space(jobs: list[Job], out: Path) -> None:
+    """NotEnoughSpace, in one line, when the store's file system has less free space than the run needs."""
+    existing = next(p for p in (Path(out), *Path(out).absolute().parents) if p.exists())
+    kept, peak = estimate_bytes(jobs, Path(out))
+    free = shutil.disk_usage(existing).free
+    if kept + peak > free:
+        raise NotEnoughSpace(
+            f"this run needs about {_gb(kept + peak)} in {display_path(out)} ({_gb(kept)} of phase results and "
+            f"records, a {_gb(peak)} resume checkpoint at a time) and {_gb(free)} is free there; free space, run "
+            "fewer jobs (--benchmarks, --strategies, --seeds), remove records outside this matrix (`lpft-bench "
+            "prune`), store elsewhere (--out), or pass --force to run anyway")
