@@ -233,7 +233,7 @@ def _folder_images(directory: str) -> int | None:
 
 
 @lru_cache(maxsize=8)
-def _digits_training_size(benchmark: str, mode: str | None, val_fraction: float | None) -> int:
+def _shipped_training_size(benchmark: str, mode: str | None, val_fraction: float | None) -> int:
     from lpft_bench.datamodules import build_datamodule
 
     options = {k: v for k, v in (("mode", mode), ("val_fraction", val_fraction)) if v is not None}
@@ -245,8 +245,10 @@ def training_size(benchmark: str, options: dict) -> int | None:
     set and so the last batch only); None when only reading the data would tell."""
     if benchmark == "folder":
         return _folder_images(str(Path(options.get("root") or ".").expanduser() / options["train"]))
-    if benchmark in ("digits", "digits-toy"):  # in memory: split once per process, under a second
-        return _digits_training_size(benchmark, options.get("mode"), options.get("val_fraction"))
+    from lpft_bench.datamodules import benchmark_class
+
+    if benchmark_class(benchmark).ships_data:  # in memory: split once per process, under a second
+        return _shipped_training_size(benchmark, options.get("mode"), options.get("val_fraction"))
     return None
 
 

@@ -62,7 +62,9 @@ def _fake_data_root(out: Path, benchmarks: set[str]) -> Path:
     from lpft_bench.datamodules import write_fake
 
     root = out / "fake-data"
-    for benchmark in sorted(benchmarks - {"digits"}):
+    from lpft_bench.datamodules import benchmark_class
+
+    for benchmark in sorted(b for b in benchmarks if not benchmark_class(b).ships_data):
         marker = root / f".{benchmark}.written"
         if not marker.exists():
             write_fake(benchmark, root)

@@ -103,7 +103,7 @@ _IMAGENET_GRIDS = {"lp": {**_IMAGENET_SGD_PROBE, "hp_lr": [0.01, 0.03, 0.1]}, "f
                    "lp-ft": {"lr": [1e-5, 3e-5, 1e-4], **_IMAGENET_SGD_PROBE, "probe_seed": 0}}
 
 
-# The smoke suite runs digits (its data ships with scikit-learn) and every canonical benchmark on its fake.
+# The smoke suite runs digits (on the backbone pretrained for it) and every canonical benchmark on its fake.
 _SMOKE_BENCHMARKS = ("digits", *(name for name, benchmark in BENCHMARKS.items()
                                  if benchmark.canonical and benchmark.write_fake is not None))
 
@@ -125,7 +125,7 @@ _SMOKE_ARCHITECTURES = {
 def _smoke_plan(benchmark: str, backbone: str | None = None, timm_kwargs: dict | None = None,
                 grids: dict | None = None) -> Plan:
     """One epoch on `benchmark`'s fake: on the shipped digits backbone, or on `backbone` untrained at 64 px."""
-    options = {"subset": 40} if benchmark != "digits" else {}
+    options = {} if BENCHMARKS[benchmark].ships_data else {"subset": 40}
     common = {"epochs": 1, "hp_epochs": 1}
     if backbone is None:
         # The digits ResNet has one block per stage: its re-initialisable last block is layer4.0.

@@ -152,6 +152,9 @@ class ShiftDataModule(L.LightningDataModule):
     path_options: tuple[str, ...] = ("root",)
     # Read from a fixed layout under the data root: the data check lists it, CI's smoke suite runs it on its fake.
     canonical: bool = False
+    # Its data comes with an installed package (scikit-learn's digits): never downloaded, faked or subset for
+    # smoke runs, and cheap to read whole (its training set size is known before any job).
+    ships_data: bool = False
     # A classmethod (root, images_per_class, rng) writing a tiny fake of the data in that layout under the data
     # root `root` (see fakes.py); None where there is none to write.
     write_fake: Callable[[Path, int, np.random.Generator], None] | None = None

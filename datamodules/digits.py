@@ -68,6 +68,7 @@ class DigitsShift(ShiftDataModule):
     """
 
     name = "digits"
+    ships_data = True
     data_version = 1  # 1: OOD sets at fixed angles (before: one random angle per test digit)
 
     def __init__(self, val_fraction: float = 0.2, **kwargs):

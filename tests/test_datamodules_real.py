@@ -11,6 +11,7 @@ from PIL import Image
 
 from lpft_bench.datamodules import BENCHMARKS, ID_TEST, build_datamodule, check_benchmarks
 from lpft_bench.datamodules.class_tables import CIFAR10_CLASSES
+from lpft_bench.datamodules.imagedata import data_root_variable
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SMALL = {"input_size": (3, 32, 32)}
@@ -23,7 +24,7 @@ IMAGENETTE = {"n01440764": 0, "n02102040": 217, "n02979186": 482, "n03000684": 4
 @pytest.fixture(autouse=True)
 def no_data_root_from_environment(monkeypatch):
     for name in BENCHMARKS:
-        monkeypatch.delenv(f"LPFT_BENCH_DATA_{name.upper()}", raising=False)
+        monkeypatch.delenv(data_root_variable(name), raising=False)
     monkeypatch.delenv("LPFT_BENCH_DATA", raising=False)
 
 
