@@ -20,7 +20,7 @@ from lpft_bench.errors import UsageError
 from lpft_bench.paths import display_path
 from lpft_bench.meaning import canonical_json
 from lpft_bench.strategies import get_strategy
-from lpft_bench.strategies.kinds.probe import LogisticProbe
+from lpft_bench.strategies.kinds import phase_kind
 
 # A job's record, logs and progress notes (measured: a one-epoch folder LP job's directory holds 16 kB; epochs
 # of metrics and a worker log make it grow, hence the margin).
@@ -131,7 +131,7 @@ def estimate_bytes(jobs: list[Job], out: Path) -> tuple[int, int]:
             if key not in pending and not (phase_dir(out, key) / "record.json").exists():
                 pending.add(key)
                 kept += (2 if phase.epochs > 1 else 1) * weights
-            if phase.trains != LogisticProbe.name:
+            if not phase_kind(phase.trains).caches_features:
                 continue
             for set_name, count in _set_images(job, images).items():
                 features = (repr(job.backbone_spec()), canonical_json(job.benchmark_meaning()), set_name,

@@ -4,21 +4,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from lpft_bench.faults import fault_point
-
-
-def _shared_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-SHARED_FILE_MODE = _shared_file_mode()  # what open() would give a new file under this process's umask
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -29,15 +20,26 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _new_temporary(directory: Path, name: str) -> Path:
+    """A new, empty, uniquely named file beside `name`, with the mode open() gives under this process's umask
+    (a store is read by the user's group too; mkstemp's 0600 would hide it)."""
+    for _ in range(100):
+        candidate = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free temporary name beside {directory / name}")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)` and rename the result into place: readers see the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _new_temporary(path.parent, path.name)
     try:
-        write(Path(tmp))
-        os.chmod(tmp, SHARED_FILE_MODE)  # mkstemp makes 0600; a store is read by the user's group too
+        write(tmp)
         fault_point(f"write {path.name}")
         os.replace(tmp, path)
     finally:

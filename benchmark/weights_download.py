@@ -14,7 +14,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-import timm
+from lpft_bench.models.toy import create_model
 import torch
 from safetensors.torch import save_file
 
@@ -44,7 +44,7 @@ def openai_clip_to_timm(openai_state: dict[str, torch.Tensor], spec: BackboneSpe
 
     timm ships the converter it uses for its own `.openai` weights as its module's `checkpoint_filter_fn`;
     the strict load proves every tensor of the tower was found and nothing else was left over."""
-    model = timm.create_model(spec.timm_name, pretrained=False, **spec.timm_kwargs)
+    model = create_model(spec.timm_name, pretrained=False, **spec.timm_kwargs)
     convert = importlib.import_module(type(model).__module__).checkpoint_filter_fn
     model.load_state_dict(convert(openai_state, model), strict=True)
     return {key: value.contiguous() for key, value in model.state_dict().items()}

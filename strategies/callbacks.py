@@ -10,7 +10,12 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from safetensors.torch import save_file
+
+from lpft_bench.storage import atomic_write, write_json
+
 from .metrics import average_initial_energy, feature_change, parameter_distance
+from .selection import select_epoch
 
 
 class ProgressNote(Callback):
@@ -23,8 +28,6 @@ class ProgressNote(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        from lpft_bench.storage import write_json  # the storage helpers live in the package root
-
         accuracy = trainer.callback_metrics.get(self.key)
         write_json(self.path, {"phase": self.phase, "epoch": trainer.current_epoch + 1, "epochs": trainer.max_epochs,
                                "acc": None if accuracy is None else round(100 * float(accuracy), 1)})
@@ -38,11 +41,6 @@ class SelectedWeights(Callback):
         self.path, self.recorder, self.selection_set = path, recorder, selection_set
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from lpft_bench.storage import atomic_write  # the storage helpers live in the package root
-        from safetensors.torch import save_file
-
-        from .kinds import select_epoch
-
         rows = self.recorder.epochs
         chosen = select_epoch(rows, self.selection_set) if rows else None
         if trainer.is_global_zero and chosen is not None and chosen is rows[-1] and chosen["epoch"] == trainer.current_epoch:

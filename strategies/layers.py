@@ -3,11 +3,14 @@ fine-tuning, freeze-embed and gradual unfreezing act on."""
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from timm.models import group_parameters
 from torch import nn
 
-from .phases import Phase
+if TYPE_CHECKING:
+    from .phases import Phase
+
 
 STEM, NECK, HEAD = "stem", "neck", "head"
 

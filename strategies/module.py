@@ -1,6 +1,7 @@
 """The LightningModule that runs one gradient phase of a strategy."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from typing import Sequence
 
 import lightning as L
@@ -12,8 +13,10 @@ from torchmetrics.classification import MulticlassAccuracy
 from lpft_bench.datamodules import EvalSet
 
 from .layers import HEAD, grouped_parameters
-from .phases import Phase
 from .trainability import Trainability
+
+if TYPE_CHECKING:
+    from .phases import Phase
 
 
 def restrict_logits(logits: torch.Tensor, class_subset: Sequence[int] | None) -> torch.Tensor:

@@ -7,6 +7,8 @@ from typing import Callable
 
 from lpft_bench.errors import UsageError
 
+from .kinds import PHASE_KINDS, phase_kind
+
 BATCHNORM_MODES = ("train", "eval")
 
 
@@ -70,8 +72,6 @@ class Phase:
     seed: int | None = None
 
     def __post_init__(self):
-        from .kinds import PHASE_KINDS, phase_kind
-
         kind = phase_kind(self.trains)
         if self.batchnorm not in BATCHNORM_MODES:
             raise ValueError(f"phase {self.name!r}: batchnorm={self.batchnorm!r}, expected one of {BATCHNORM_MODES}")

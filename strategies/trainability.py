@@ -10,6 +10,7 @@ DDP): their gradients are dropped before each step, so the optimiser skips them 
 weight decay)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from typing import Iterable
 
 import lightning as L
@@ -18,7 +19,9 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from .layers import frozen_throughout, group_modules, grouped_parameters, not_yet_unfrozen
-from .phases import Phase
+
+if TYPE_CHECKING:
+    from .phases import Phase
 
 
 class Trainability:

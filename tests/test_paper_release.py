@@ -82,11 +82,12 @@ def _head_digest(model, state: dict) -> str:
 
 @pytest.mark.slow  # three short digits jobs
 def test_lp_ft_fine_tunes_from_the_pinned_probes_selected_epoch_not_its_last(tmp_path, monkeypatch):
-    from lpft_bench.strategies import kinds
+    from lpft_bench.strategies import callbacks
     from lpft_bench.strategies.kinds import gradient
 
-    # Selection picks the first epoch: the probe's best epoch is then not its last, whatever the data.
-    monkeypatch.setattr(kinds, "select_epoch", _first_epoch)
+    # Selection picks the first epoch: the probe's best epoch is then not its last, whatever the data (the phase
+    # keeps that epoch's weights, SelectedWeights, and hands them on).
+    monkeypatch.setattr(callbacks, "select_epoch", _first_epoch)
     monkeypatch.setattr(gradient, "select_epoch", _first_epoch)
     ctx = RunContext(out=tmp_path / "store", accelerator="cpu")
     common = {"probe": "sgd", "hp_epochs": 2, "hp_lr": 0.1, "epochs": 1}

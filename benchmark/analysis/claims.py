@@ -7,7 +7,21 @@ import math
 
 import pandas as pd
 
+from lpft_bench.meaning import meaning_hash
+
 ORACLE = "oracle"  # the row of the OOD table holding the oracle probe (LP fitted on each OOD set itself)
+
+
+def record_setting(record: dict) -> dict:
+    """What a record's result is of, as table keys: labels (else names) and short hashes of the benchmark's data
+    and the backbone's meaning (a record without its meaning is keyed by its job's benchmark and backbone)."""
+    job, labels = record["job"], record["job"].get("labels") or {}
+    meaning = record.get("meaning") or {"benchmark": {"name": job["benchmark"], "options": job["benchmark_options"]},
+                                        "backbone": [job["backbone"], job.get("checkpoint")]}
+    return {"benchmark": labels.get("benchmark") or job["benchmark"], "benchmark_name": job["benchmark"],
+            "data": meaning_hash(meaning["benchmark"], 8), "backbone": labels.get("backbone") or job["backbone"],
+            "backbone_key": meaning_hash(meaning["backbone"], 8), "strategy": labels.get("strategy") or job["strategy"],
+            "strategy_name": job["strategy"]}
 
 
 def oracle_rows(records: list[dict]) -> pd.DataFrame:
@@ -17,8 +31,6 @@ def oracle_rows(records: list[dict]) -> pd.DataFrame:
     for record in records:
         if record.get("status") != "done":
             continue
-        from lpft_bench.analysis.tables import record_setting  # tables imports this module
-
         job = record["job"]
         setting = {k: v for k, v in record_setting(record).items() if k in ("benchmark", "data", "backbone", "backbone_key")}
         for phase in record.get("phases", []):

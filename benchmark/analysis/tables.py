@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lpft_bench.analysis.claims import grid_edge_lines, ordering_lines, with_oracle
+from lpft_bench.analysis.claims import grid_edge_lines, ordering_lines, record_setting, with_oracle
 from lpft_bench.errors import UsageError
-from lpft_bench.meaning import meaning_hash
 from lpft_bench.storage import atomic_write
 
 Z90 = 1.645  # the paper's 90% interval: 1.645 * std / sqrt(n)
@@ -48,18 +47,6 @@ RUN_COLUMNS = ["job_id", "benchmark", "benchmark_name", "data", "backbone", "bac
                "hparams", "seed", "eval_set", "split", "selection_set", "selected_epoch", "acc"]
 # What a result is of: never pooled across, so two datasets or two backbones are never averaged together.
 SETTING = ["benchmark", "data", "backbone", "backbone_key", "strategy"]
-
-
-def record_setting(record: dict) -> dict:
-    """What a record's result is of, as table keys: labels (else names) and short hashes of the benchmark's data
-    and the backbone's meaning (a record without its meaning is keyed by its job's benchmark and backbone)."""
-    job, labels = record["job"], record["job"].get("labels") or {}
-    meaning = record.get("meaning") or {"benchmark": {"name": job["benchmark"], "options": job["benchmark_options"]},
-                                        "backbone": [job["backbone"], job.get("checkpoint")]}
-    return {"benchmark": labels.get("benchmark") or job["benchmark"], "benchmark_name": job["benchmark"],
-            "data": meaning_hash(meaning["benchmark"], 8), "backbone": labels.get("backbone") or job["backbone"],
-            "backbone_key": meaning_hash(meaning["backbone"], 8), "strategy": labels.get("strategy") or job["strategy"],
-            "strategy_name": job["strategy"]}
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:

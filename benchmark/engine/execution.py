@@ -158,6 +158,7 @@ def phase_context(job: Job, prepared: PreparedJob, ctx: RunContext, key: str, jo
         features=partial(_features, job, ctx, prepared), train_ingredient=partial(_train_ingredient, job, ctx, job_dir),
         start_of_previous=start_of_previous, compile=ctx.compile,
         fresh_backbone=lambda: build_backbone(job.backbone_spec(), pretrained=False)[0],
+        strategy_defaults=lambda name: get_strategy(name).defaults,
     )
 
 

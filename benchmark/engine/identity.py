@@ -143,7 +143,7 @@ def ingredient_jobs(job: Job, phase: Phase) -> list[Job]:
     and seed."""
     hparams = get_strategy(job.strategy).hparams(job.hparams)
     return [replace(job, strategy=strategy, hparams=ingredient_hparams)
-            for strategy, ingredient_hparams in phase_kind(phase.trains).ingredients(phase, hparams)]
+            for strategy, ingredient_hparams in phase_kind(phase.trains).ingredients(phase, hparams, lambda name: get_strategy(name).defaults)]
 
 
 def phase_key(job: Job, phases: list[Phase], index: int, scheme: IdentityScheme = CURRENT) -> str:

@@ -10,7 +10,7 @@ from torch import nn
 from lpft_bench.errors import UsageError
 from lpft_bench.registry import Registry
 
-from . import toy  # noqa: F401 - registers the toy backbones with timm
+from .toy import create_model
 from .digits_pretraining import DIGITS_PRETRAIN, DIGITS_UPRIGHT_PRETRAIN
 from .weights import EFFICIENTNET_LITE0, TIMM_HUB, is_local_file, load_weights, read_state_dict, weight_source
 
@@ -138,7 +138,7 @@ def feature_dim(backbone: nn.Module) -> int:
 def build_backbone(spec: BackboneSpec, pretrained: bool = True, num_classes: int = 0) -> tuple[nn.Module, dict]:
     """The timm model (features only unless `num_classes` or `spec.keep_head`) and its data config."""
     head = {} if spec.keep_head else {"num_classes": num_classes}
-    model = timm.create_model(spec.timm_name, pretrained=False, **head, **spec.timm_kwargs)
+    model = create_model(spec.timm_name, pretrained=False, **head, **spec.timm_kwargs)
     if pretrained and spec.weights:
         # A checkpoint may hold the architecture's own classifier, which a feature backbone leaves out.
         classifier = model.pretrained_cfg.get("classifier")

@@ -9,9 +9,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
+
+from .toy import create_model
 
 DIGITS_PRETRAIN = "builtin:digits-rotation-pretrain"
 DIGITS_UPRIGHT_PRETRAIN = "builtin:digits-upright-pretrain"
@@ -71,7 +72,7 @@ def pretrain_digits(spec) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(PRETRAIN_SEED)
     with deterministic_cpu(), torch.random.fork_rng():
         torch.manual_seed(PRETRAIN_SEED)  # timm initialises parameters from the global generator
-        model = timm.create_model(spec.timm_name, num_classes=10, **spec.timm_kwargs)
+        model = create_model(spec.timm_name, num_classes=10, **spec.timm_kwargs)
         images, labels = pretraining_pool()
         mean, std = spec.data_config["mean"][0], spec.data_config["std"][0]
         optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)

@@ -1,6 +1,9 @@
-"""Small backbones registered with timm, so toy experiments build them like any other timm model."""
+"""Small backbones registered with timm, so toy experiments build them like any other timm model. They are
+registered when the first model is built through `create_model` (importing the package changes no global
+registry); every backbone of the suite is built through it."""
 from __future__ import annotations
 
+import timm
 import torch
 from timm.models import register_model
 from torch import nn
@@ -26,7 +29,6 @@ class DigitsMLP(nn.Module):
         return self.classifier(self.body(x))
 
 
-@register_model
 def digits_mlp(pretrained: bool = False, **kwargs) -> DigitsMLP:
     """Registered with timm so the toy backbone is built like any other (`timm.create_model("digits_mlp")`)."""
     for timm_option in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
@@ -35,3 +37,14 @@ def digits_mlp(pretrained: bool = False, **kwargs) -> DigitsMLP:
     model.pretrained_cfg = {"input_size": (1, 32, 32), "mean": (0.5,), "std": (0.5,), "interpolation": "bilinear",
                             "crop_pct": 1.0, "num_classes": model.num_features}
     return model
+
+
+_TOY_MODELS = (digits_mlp,)
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """`timm.create_model`, with the toy backbones registered first (once)."""
+    for builder in _TOY_MODELS:
+        if builder.__name__ not in timm.list_models(builder.__name__):
+            register_model(builder)
+    return timm.create_model(name, **kwargs)

@@ -14,10 +14,11 @@ from lpft_bench.paths import load_safetensors
 from lpft_bench.storage import set_aside
 from lpft_bench.strategies.callbacks import EpochRecorder, FinetuneDiagnostics, ProgressNote, SelectedWeights
 from lpft_bench.strategies.module import AdaptationModule
+from lpft_bench.strategies.selection import select_epoch
 from lpft_bench.strategies.trainability import (ApplyTrainability, BiasesAndHead, HeadOnly, LayerGroups,
                                                 Trainability)
 
-from . import PhaseContext, PhaseKind, head_state, register_kind, select_epoch
+from .base import PhaseContext, PhaseKind, head_state, register_kind
 
 
 def reinitialise(module: torch.nn.Module, names: tuple[str, ...]) -> None:

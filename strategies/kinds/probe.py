@@ -7,7 +7,7 @@ from lpft_bench.strategies.linear_probe import PROBE_SETTINGS, fit_logistic_path
 from lpft_bench.strategies.module import restrict_logits
 from lpft_bench.strategies.oracle import oracle_probe
 
-from . import PhaseContext, PhaseKind, head_state, register_kind
+from .base import PhaseContext, PhaseKind, head_state, register_kind
 
 
 def training_features(context: PhaseContext, view: str):
@@ -29,6 +29,7 @@ class LogisticProbe(PhaseKind):
     name = "logistic-probe"
     fields = ("probe_Cs",)
     depends_on_training = False  # closed form on cached features: no batches, no diagnostics
+    caches_features = True
 
     def validate(self, phase) -> None:
         if not phase.probe_Cs:

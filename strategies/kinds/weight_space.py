@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from lpft_bench.strategies.posthoc import average, evaluate, greedy_soup, interpolate, reestimate_batchnorm
 
-from . import PhaseContext, PhaseKind, cpu_state, head_state, register_kind, select_epoch
+from lpft_bench.strategies.selection import select_epoch
+
+from .base import PhaseContext, PhaseKind, cpu_state, head_state, register_kind
 
 AVERAGES = ("uniform", "greedy")
 
@@ -63,17 +65,15 @@ class Soup(PhaseKind):
             raise ValueError(f"phase {phase.name!r}: a weight average needs average in {AVERAGES}, an ingredient "
                              "strategy and its sweep_lrs")
 
-    def ingredients(self, phase, strategy_hparams: dict) -> list[tuple[str, dict]]:
+    def ingredients(self, phase, strategy_hparams: dict, defaults_of) -> list[tuple[str, dict]]:
         """The ingredient strategy at each swept learning rate, with those of the soup's hyperparameters it takes."""
-        from lpft_bench.strategies import get_strategy
-
-        takes = get_strategy(phase.ingredient).defaults
+        takes = defaults_of(phase.ingredient)
         shared = {k: v for k, v in strategy_hparams.items() if k in takes}
         return [(phase.ingredient, {**shared, "lr": lr}) for lr in phase.sweep_lrs]
 
     def run(self, phase, context: PhaseContext) -> dict:
         dm = context.datamodule
-        ingredients = self.ingredients(phase, context.hparams)
+        ingredients = self.ingredients(phase, context.hparams, context.strategy_defaults)
         trained = [context.train_ingredient(strategy, hparams) for strategy, hparams in ingredients]
         ids, states = [job_id for job_id, _ in trained], [state for _, state in trained]
         model = context.model.to(context.device)
