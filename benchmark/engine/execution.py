@@ -20,6 +20,7 @@ from lpft_bench.datamodules import ShiftDataModule, build_datamodule
 from lpft_bench.models import Classifier, build_backbone
 from lpft_bench.strategies import get_strategy
 from lpft_bench.strategies.kinds import PhaseContext, cpu_state, phase_kind, select_epoch
+from lpft_bench.strategies.linear_probe import extract_features
 from lpft_bench.strategies.phases import Phase
 from lpft_bench.strategies.posthoc import calibration, predict
 
@@ -146,7 +147,8 @@ def _features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, d
     """`view`: the name of the transform `dataset` applies; `random_view`: whether it is random (seeded)."""
     path = features_path(ctx.out, job.benchmark, set_name, feature_key(job, set_name, view, random_view))
     device = device_of(ctx)
-    return cached_features(path, prepared.model.backbone, prepared.datamodule.eval_loader(dataset), device)
+    return cached_features(path, lambda: extract_features(prepared.model.backbone,
+                                                           prepared.datamodule.eval_loader(dataset), device))
 
 
 def phase_context(job: Job, prepared: PreparedJob, ctx: RunContext, key: str, job_dir: Path, trainers: "Trainers",

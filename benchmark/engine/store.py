@@ -16,19 +16,17 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from torch.utils.data import DataLoader
 
 from lpft_bench.checks import inside
 from lpft_bench.faults import fault_point
 from lpft_bench.paths import load_safetensors
 from lpft_bench.storage import atomic_write, set_aside, write_json
-from lpft_bench.strategies.linear_probe import extract_features
 
 DONE_MARKER = "done"
 LOCK_ATTEMPTS = 20
@@ -155,15 +153,16 @@ def load_phase(directory: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
         return None
 
 
-def cached_features(path: Path, backbone: nn.Module, loader: DataLoader, device="cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Features from the cache at `path` (keyed by everything that determines them), extracting them on a miss."""
+def cached_features(path: Path, extract: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Features from the cache at `path` (keyed by everything that determines them); on a miss, `extract()`
+    computes them (the engine's business: the store never runs a model) and they are written atomically."""
     if path.exists():
         try:
             with np.load(path) as data:
                 return data["features"], data["labels"]
         except Exception as error:  # numpy and zipfile raise several error types for a truncated archive
             set_aside(path, f"feature cache unreadable ({error}), re-extracting")
-    features, labels = extract_features(backbone, loader, device)
+    features, labels = extract()
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a path
