@@ -30,6 +30,7 @@ OOD_SETS = {
     "cifar10": ["stl10", "cifar10.1"],
     "fmow": ["africa", "europe"],
     "imagenet": ["imagenet-v2", "imagenet-r", "imagenet-sketch", "imagenet-a"],
+    "cifar100": [], "stl10": [], "flowers102": [],  # Ren et al.'s tasks: ID evaluation only
 }
 
 
@@ -357,12 +358,12 @@ def test_check_lists_every_set_of_the_six_families(fake_root, tmp_path):
     stl = next(r for r in rows if r.eval_set == "stl10")
     assert stl.images == 18 and stl.expected == 7_200 and stl.path == str(fake_root / "stl10_binary")
     table = format_check(rows)
-    assert "25 of 25 sets found" in table and "imagenet-sketch" in table
+    assert "31 of 31 sets found" in table and "imagenet-sketch" in table
 
     missing = check_benchmarks(str(tmp_path))
     assert not any(r.found for r in missing) and len(missing) == len(rows)
     table = format_check(missing)
-    assert "0 of 25 sets found" in table and "cifar-10-python.tar.gz" in table and str(tmp_path / "sketch") in table
+    assert "0 of 31 sets found" in table and "cifar-10-python.tar.gz" in table and str(tmp_path / "sketch") in table
 
 
 class CountingReads(torch.utils.data.Dataset):
