@@ -48,6 +48,15 @@ def test_the_three_tasks_are_registered_without_ood_sets_and_in_the_smoke_suite(
     assert set(ID_ONLY) <= set(SUITES["smoke"].benchmarks)
 
 
+def test_a_folder_free_experiment_file_names_the_tasks(tmp_path):
+    from lpft_bench.experiments import load_experiment
+
+    path = tmp_path / "ren.yaml"
+    path.write_text("name: ren\nseeds: [0]\nbenchmarks:\n" + "".join(f"  {name}: {{}}\n" for name in ID_ONLY)
+                    + "strategies:\n  lp: {}\n")
+    assert [job.benchmark for job in load_experiment(path).expand()] == list(ID_ONLY)
+
+
 @pytest.mark.parametrize("name", ID_ONLY)
 def test_an_id_only_task_evaluates_its_id_set_in_both_modes(name, fake_root):
     assert [s.name for s in datamodule(name, fake_root, mode="paper").eval_sets] == [ID_TEST]
