@@ -264,7 +264,7 @@ def write_report(store: Path, out: Path | None = None) -> Path:
              "Accuracy in %, at each strategy's hyperparameters with the best mean selection-set accuracy.", ""]
     lines += _table_section("id", "ID accuracy (%)", id_table, benchmarks, out)
     ood_cells = table_cells(ood_table)
-    if ood_cells.empty:  # Ren et al.'s tasks have no OOD set: no empty OOD table, no scatter without points
+    if ood_cells.empty and not table_cells(id_table).empty:  # Ren et al.'s tasks have no OOD set: ID only
         lines += [NO_OOD, ""]
         (out / "ood.csv").unlink(missing_ok=True)
     else:

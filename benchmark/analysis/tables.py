@@ -286,7 +286,8 @@ def collect(store: Path, interval: str = "normal", tables_out: Path | None = Non
     selected = select_hparams(runs)
     id_table = summary_table(selected, "id", interval)
     ood_table = summary_table(with_oracle(selected, records), "ood", interval)
-    has_ood = not table_cells(ood_table).empty
+    # Finished jobs and not one OOD cell: benchmarks without OOD sets (with no finished job, both tables say so).
+    has_ood = not table_cells(ood_table).empty or table_cells(id_table).empty
     save(runs, "runs.csv", index=False)
     save(id_table, "id.csv", index=True)
     if has_ood:
