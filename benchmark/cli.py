@@ -98,7 +98,7 @@ def _run_matrix(args: argparse.Namespace) -> int:
     from lpft_bench.preflight import check_free_space, job_plans, unreadable_images
     from lpft_bench.runner import run_matrix
     from lpft_bench.slurm import parse_options
-    from lpft_bench.analysis.tables import collect
+    from lpft_bench.analysis.tables import collect, written_tables
 
     for name in ("devices", "nodes", "slots"):
         if getattr(args, name) < 1:
@@ -150,7 +150,7 @@ def _run_matrix(args: argparse.Namespace) -> int:
         return 0
     print(collect(out, matrix=[job.id for job in jobs]))
     print(f"\n{result.done} run, {result.skipped} already done, {result.failed} failed, {result.busy} held by another "
-          f"runner; tables in {display_path(out)}/: runs.csv, id.csv, ood.csv, vs_paper.csv, summary.md")
+          f"runner; tables in {display_path(out)}/: {', '.join(written_tables(out))}")
     if result.failed:
         _print_failures(jobs, ctx, result.failed)
     return 1 if result.failed else 0

@@ -12,14 +12,19 @@ from .base import ID_TEST, ID_VAL, CorruptImage, DataError, DatasetMissing, Eval
 from .breeds import Entity30, Living17
 from .check import CheckRow, check_benchmarks, format_check
 from .cifar import Cifar10Shift
+from .cifar100 import Cifar100
 from .digits import DigitsShift, DigitsToy
 from .domainnet import DomainNetShift
+from .flowers102 import Flowers102Task
 from .fmow import FmowShift
 from .folder import FolderShift
 from .imagenet import ImageNetShift
+from .stl10 import Stl10Task
 
 BENCHMARKS: Registry[type[ShiftDataModule]] = Registry("benchmark", [
     DigitsShift, DigitsToy, Living17, Entity30, DomainNetShift, Cifar10Shift, FmowShift, ImageNetShift, FolderShift,
+    # Ren et al.'s downstream tasks: an ID evaluation set and no OOD set.
+    Cifar100, Stl10Task, Flowers102Task,
 ])
 
 

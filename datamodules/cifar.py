@@ -84,20 +84,44 @@ def read_cifar10(directory: Path, train: bool) -> CifarPickles:
     return dataset
 
 
+def read_stl10(directory: Path, split: str) -> ArrayImages:
+    """STL-10's `split` ("train" 5,000 or "test" 8,000) with its own labels 0..9 (STL10_CLASSES' order)."""
+    for name in (f"{split}_X.bin", f"{split}_y.bin"):
+        if not (directory / name).is_file():
+            raise DatasetMissing(directory / name, f"STL-10 {split} file not found")
+    try:
+        stl = Stl10Binaries(str(directory.parent), split=split)
+    except ValueError as error:  # the image file's size is not a whole number of 3x96x96 images
+        raise DatasetMissing(directory / f"{split}_X.bin", f"not an STL-10 image file: {error}") from None
+    labels = stl.labels.astype(np.int64)
+    if len(labels) != len(stl.data) or not np.all((labels >= 0) & (labels < len(STL10_CLASSES))):
+        raise DatasetMissing(directory / f"{split}_y.bin", f"expected one label in 1..10 per image ({len(stl.data)} images)")
+    return ArrayImages(stl.data.transpose(0, 2, 3, 1), labels)
+
+
 def read_stl10_as_cifar(directory: Path) -> ArrayImages:
     """STL-10 test without its monkeys, labelled in CIFAR-10's order."""
-    for name in ("test_X.bin", "test_y.bin"):
-        if not (directory / name).is_file():
-            raise DatasetMissing(directory / name, "STL-10 test file not found")
-    try:
-        stl = Stl10Binaries(str(directory.parent), split="test")
-    except ValueError as error:  # the image file's size is not a whole number of 3x96x96 images
-        raise DatasetMissing(directory / "test_X.bin", f"not an STL-10 image file: {error}") from None
-    stl_labels = stl.labels.astype(np.int64)
-    if len(stl_labels) != len(stl.data) or not np.all((stl_labels >= 0) & (stl_labels < len(STL10_TO_CIFAR10))):
-        raise DatasetMissing(directory / "test_y.bin", f"expected one label in 1..10 per image ({len(stl.data)} images)")
-    keep = np.array([STL10_TO_CIFAR10[label] is not None for label in stl_labels], dtype=bool)
-    return ArrayImages(stl.data[keep].transpose(0, 2, 3, 1), [STL10_TO_CIFAR10[label] for label in stl_labels[keep]])
+    stl = read_stl10(directory, "test")
+    keep = [index for index, label in enumerate(stl.targets) if STL10_TO_CIFAR10[label] is not None]
+    return ArrayImages(stl.images[keep], [STL10_TO_CIFAR10[stl.targets[index]] for index in keep])
+
+
+def write_stl10_fake(root: Path, split: str, images_per_class: int, rng: np.random.Generator) -> None:
+    """STL-10 binaries of `split` (every class, monkeys included) in stl10_binary/."""
+    stl = root / STL10_DIR
+    stl.mkdir(parents=True, exist_ok=True)
+    labels = [label for label in range(len(STL10_CLASSES)) for _ in range(images_per_class)]
+    images = []
+    for label in labels:
+        image = random_pixels(rng, STL10_SIZE)
+        # The top row carries the STL label (a test reads it back); the left column differs, so a reader that
+        # transposed the images wrongly would read another value.
+        image[:, 0, 0] = 255
+        image[0, :, 0] = 20 * label + 10
+        images.append(image.transpose(2, 1, 0))  # STL-10 stores each channel column-major
+    (stl / f"{split}_X.bin").write_bytes(np.stack(images).tobytes())
+    (stl / f"{split}_y.bin").write_bytes((np.asarray(labels, dtype=np.uint8) + 1).tobytes())  # labels 1..10
+    (stl / "class_names.txt").write_text("\n".join(STL10_CLASSES) + "\n")
 
 
 def read_cifar101(directory: Path, version: str) -> ArrayImages:
@@ -172,20 +196,7 @@ class Cifar10Shift(ImageShiftDataModule):
         with open(cifar / "batches.meta", "wb") as f:
             pickle.dump({"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": len(labels), "num_vis": 3072}, f)
 
-        stl = root / STL10_DIR
-        stl.mkdir(parents=True, exist_ok=True)
-        stl_labels = [label for label in range(len(STL10_CLASSES)) for _ in range(images_per_class)]
-        images = []
-        for label in stl_labels:
-            image = random_pixels(rng, STL10_SIZE)
-            # The top row carries the STL label (a test reads it back); the left column differs, so a reader that
-            # transposed the images wrongly would read another value.
-            image[:, 0, 0] = 255
-            image[0, :, 0] = 20 * label + 10
-            images.append(image.transpose(2, 1, 0))  # STL-10 stores each channel column-major
-        (stl / "test_X.bin").write_bytes(np.stack(images).tobytes())
-        (stl / "test_y.bin").write_bytes((np.asarray(stl_labels, dtype=np.uint8) + 1).tobytes())  # labels 1..10
-        (stl / "class_names.txt").write_text("\n".join(STL10_CLASSES) + "\n")
+        write_stl10_fake(root, "test", images_per_class, rng)
 
         cifar101 = root / CIFAR101_DIR
         cifar101.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ from typing import Callable
 import pandas as pd
 
 from .cifar import CIFAR101_DIR, CIFAR10_DIR, STL10_DIR
+from .cifar100 import CIFAR100_DIR
+from .flowers102 import FLOWERS_DIR
 from .fmow import FMOW_DIR
 from .imagenet import IMAGENET_V2_DIR
 
@@ -50,6 +52,8 @@ class Download:
 
 
 TORCHVISION = "torchvision.datasets (cifar.py, stl10.py)"
+TORCHVISION_FLOWERS = "torchvision.datasets flowers102.py (Flowers102._file_dict)"
+FLOWERS_BASE = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 TFDS_CIFAR101 = "tensorflow/datasets url_checksums/cifar10_1.txt"
 CIFAR101_COMMIT = "d9982abb0bfc4846b8d13a11e66b887d946205d0"  # modestyachts/CIFAR-10.1 master: numpy format 2.0
 SENTRY_COMMIT = "7d594a54b5d96d317f8c7be5296d8819a7f1644a"  # virajprabhu/SENTRY master
@@ -127,6 +131,19 @@ DATASETS: dict[str, tuple[Download, ...]] = {
     "stl10": (Download("stl10_binary.tar.gz", "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
                        Checksum("md5", "91f7769df0f17e558f3565bffb0c7dfb", TORCHVISION), None, "tar",
                        STL10_DIR, STL10_DIR),),
+    "cifar-100": (Download("cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                           Checksum("md5", "eb9058c3a382ffc7106e4002c42a8d85", TORCHVISION), None, "tar",
+                           CIFAR100_DIR, CIFAR100_DIR),),
+    # torchvision's three files: the images' archive (its jpg/ folder), the labels and the official splits.
+    "flowers-102": (Download("102flowers.tgz", f"{FLOWERS_BASE}102flowers.tgz",
+                             Checksum("md5", "52808999861908f626f3c1f4e79d11fa", TORCHVISION_FLOWERS), None, "tar",
+                             "jpg", f"{FLOWERS_DIR}/jpg"),
+                    Download("imagelabels.mat", f"{FLOWERS_BASE}imagelabels.mat",
+                             Checksum("md5", "e0620be6f572b9609742df49c70aed4d", TORCHVISION_FLOWERS), None, "file",
+                             ".", f"{FLOWERS_DIR}/imagelabels.mat"),
+                    Download("setid.mat", f"{FLOWERS_BASE}setid.mat",
+                             Checksum("md5", "a5357ecc9cb78c4bef273ce3793fc85c", TORCHVISION_FLOWERS), None, "file",
+                             ".", f"{FLOWERS_DIR}/setid.mat")),
     "cifar10.1": (
         _cifar101("v6", "data", "2997188e5816f5bd545dc77771b6227828c28146049fcecf3fa10775474cacc6", 6_144_128),
         _cifar101("v6", "labels", "ae40beda001693674edc94d925ee8268cfe68905f8f9aff800c8dcdfcd6c9448", 8_128),
@@ -168,6 +185,9 @@ DATASETS: dict[str, tuple[Download, ...]] = {
 
 BENCHMARK_SETS: dict[str, tuple[str, ...]] = {
     "cifar10": ("cifar-10", "stl10", "cifar10.1"),
+    "cifar100": ("cifar-100",),
+    "stl10": ("stl10",),
+    "flowers102": ("flowers-102",),
     "domainnet": ("domainnet",),
     "fmow": ("fmow",),
     "imagenet": ("imagenet-v2", "imagenet-r", "imagenet-a", "imagenet-sketch"),

@@ -27,8 +27,9 @@ def center_crop(size: int) -> dict:
     return op("center_crop", size=size)
 
 
-def random_crop(size: int) -> dict:
-    return op("random_crop", size=size)
+def random_crop(size: int, padding: int = 0) -> dict:
+    # `padding` only when given: a pipeline without it keeps its description (and the jobs' identities).
+    return op("random_crop", size=size, **({"padding": padding} if padding else {}))
 
 
 def random_resized_crop(size: int, interpolation: str, scale: tuple[float, float] = (0.08, 1.0)) -> dict:
@@ -43,6 +44,14 @@ def horizontal_flip() -> dict:
 def scaled(size: int, at_224: int) -> int:
     """`at_224` for a 224 input, in proportion for any other input size (256 -> 32 * 256 / 224 = 37)."""
     return round(size * at_224 / 224)
+
+
+def padded_crop_pipelines(size: int) -> tuple[Pipeline, Pipeline]:
+    """Ren et al.'s development code for its small datasets (CIFAR, STL-10; util/datasets.py get_std_transform,
+    L83-99 at Joshua-Ren/P2_better_v0@895092c): training resized to size x size, a random crop of it padded by
+    size/8 and a flip; evaluation resized to size x size (torchvision's default bilinear)."""
+    return ([resize((size, size), "bilinear"), random_crop(size, padding=size // 8), horizontal_flip()],
+            [resize((size, size), "bilinear")])
 
 
 def _build(step: dict):

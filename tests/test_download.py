@@ -29,6 +29,11 @@ from lpft_bench.datamodules.sources import DATASETS, WEIGHTS, Checksum
 from lpft_bench.models import BACKBONES, build_backbone
 
 
+# Ren et al.'s tasks (ID evaluation only): stl10's files are CIFAR-10's OOD set's, already served.
+REN_TASKS = ("cifar100", "stl10", "flowers102")
+ALL_BENCHMARKS = ("cifar10", "domainnet", "fmow", "imagenet", *REN_TASKS)
+
+
 def digest(data: bytes, kind: str) -> str:
     if kind == "git-blob-sha1":
         return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -104,9 +109,14 @@ def packed(folder: Path, kind: str, arcname: str) -> bytes:
 def upstream(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     """Fakes in their canonical layout (to compare with) and the same fakes as the upstream files."""
     root = tmp_path_factory.mktemp("fakes")
-    for benchmark in ("cifar10", "domainnet", "fmow", "imagenet"):
+    for benchmark in ("cifar10", "domainnet", "fmow", "imagenet", *REN_TASKS):
         write_fake(benchmark, root, images_per_class=1)
     files = {
+        "cifar-100-python.tar.gz": packed(root / "cifar-100-python", "w:gz", "cifar-100-python"),
+        # Oxford's archive holds jpg/ at its top; the two .mat files are served as they are.
+        "102flowers.tgz": packed(root / "flowers-102" / "jpg", "w:gz", "jpg"),
+        "imagelabels.mat": (root / "flowers-102" / "imagelabels.mat").read_bytes(),
+        "setid.mat": (root / "flowers-102" / "setid.mat").read_bytes(),
         "cifar-10-python.tar.gz": packed(root / "cifar-10-batches-py", "w:gz", "cifar-10-batches-py"),
         "stl10_binary.tar.gz": packed(root / "stl10_binary", "w:gz", "stl10_binary"),
         "fmow_v1.1.tar.gz": packed(root / "fmow_v1.1", "w:gz", "."),  # WILDS unpacks it into fmow_v1.1/
@@ -155,11 +165,12 @@ def test_dry_run_prints_the_published_addresses_and_md5s(capsys):
 
 
 def test_every_benchmark_downloads_and_data_check_finds_it(served, upstream, tmp_path, capsys):
-    assert download(tmp_path, "cifar10", "domainnet", "fmow", "imagenet", mirror=served) == 0
+    assert download(tmp_path, *ALL_BENCHMARKS, mirror=served) == 0
     out = capsys.readouterr().out
     assert "ILSVRC2012_img_val.tar" in out and "data check" in out  # ImageNet's manual steps
     expected = {(r.benchmark, r.eval_set): r.images for r in check_benchmarks(str(upstream[0]))}
-    rows = [r for r in check_benchmarks(str(tmp_path)) if r.benchmark in ("cifar10", "domainnet", "fmow", "imagenet")]
+    rows = [r for r in check_benchmarks(str(tmp_path)) if r.benchmark in ALL_BENCHMARKS]
+    assert {r.benchmark for r in rows} == set(ALL_BENCHMARKS)
     manual = {("imagenet", "train"), ("imagenet", "id_test")}
     assert {(r.benchmark, r.eval_set) for r in rows if not r.found} == manual
     assert all(r.images == expected[r.benchmark, r.eval_set] for r in rows if r.found)
@@ -169,6 +180,36 @@ def test_every_benchmark_downloads_and_data_check_finds_it(served, upstream, tmp
     served.requests.clear()
     assert download(tmp_path, "cifar10", mirror=served) == 0  # everything there: nothing fetched again
     assert served.requests == []
+
+
+def test_dry_run_prints_ren_tasks_published_addresses_and_md5s(capsys):
+    """torchvision's addresses and md5s (cifar.py CIFAR100, flowers102.py Flowers102._file_dict)."""
+    assert main(["data", "download", "--dry-run", *REN_TASKS]) == 0
+    out = capsys.readouterr().out
+    for address, md5 in (("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
+                         ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz", "91f7769df0f17e558f3565bffb0c7dfb"),
+                         ("https://www.robots.ox.ac.uk/~vgg/data/flowers/102/102flowers.tgz", "52808999861908f626f3c1f4e79d11fa"),
+                         ("https://www.robots.ox.ac.uk/~vgg/data/flowers/102/imagelabels.mat", "e0620be6f572b9609742df49c70aed4d"),
+                         ("https://www.robots.ox.ac.uk/~vgg/data/flowers/102/setid.mat", "a5357ecc9cb78c4bef273ce3793fc85c")):
+        assert f"{address}\n      md5 {md5}" in out
+
+
+@pytest.mark.parametrize("name", REN_TASKS)
+def test_each_ren_task_downloads_alone_into_what_its_loader_reads(name, served, upstream, tmp_path):
+    assert download(tmp_path, name, mirror=served) == 0
+    expected = {r.eval_set: r.images for r in check_benchmarks(str(upstream[0])) if r.benchmark == name}
+    found = {r.eval_set: r.images for r in check_benchmarks(str(tmp_path)) if r.benchmark == name}
+    assert found == expected and all(found.values())
+    assert list((tmp_path / ".downloads").iterdir()) == []
+
+
+def test_a_corrupt_flowers_split_file_is_refused_before_it_is_installed(served, upstream, tmp_path, capsys):
+    good = upstream[1]["setid.mat"]
+    served.files["setid.mat"] = good[:-1] + bytes([good[-1] ^ 1])
+    assert download(tmp_path, "flowers102", mirror=served) == 2
+    error = capsys.readouterr().err
+    assert "setid.mat from" in error and "is not the published" in error
+    assert not (tmp_path / "flowers-102" / "setid.mat").exists()
 
 
 def test_a_download_cut_half_way_resumes_with_a_range_request(served, upstream, tmp_path):
@@ -228,7 +269,7 @@ def test_no_space_stops_before_anything_is_fetched(served, tmp_path, monkeypatch
 
 
 def test_unknown_names_list_the_known_ones(capsys):
-    assert main(["data", "download", "--dry-run", "cifar100"]) == 2
+    assert main(["data", "download", "--dry-run", "cifar1000"]) == 2
     assert "known:" in capsys.readouterr().err
     assert main(["weights", "download", "--dry-run", "resnet-9000"]) == 2
     assert "moco-v2-resnet50" in capsys.readouterr().err

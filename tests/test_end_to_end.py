@@ -95,15 +95,17 @@ def test_smoke_suite_runs_every_benchmark_and_strategy_on_fakes_to_tables(tmp_pa
     from lpft_bench.suites import SUITES
 
     digits_backbone = [label for label, plan in SUITES["smoke"].benchmarks.items() if plan.backbone == "digits-resnet"]
-    assert len(digits_backbone) == 7 and len(SUITES["smoke"].benchmarks) == 10
+    assert len(digits_backbone) == 10 and len(SUITES["smoke"].benchmarks) == 13
     out = tmp_path / "smoke"
     assert main(["run", "--suite", "smoke", "--benchmarks", *digits_backbone, "--out", str(out)]) == 0
     runs = pd.read_csv(out / "runs.csv")
     from lpft_bench.strategies import STRATEGIES
 
-    assert set(runs["benchmark"]) == {"digits", "living17", "entity30", "domainnet", "cifar10", "fmow", "imagenet"}
+    assert set(runs["benchmark"]) == {"digits", "living17", "entity30", "domainnet", "cifar10", "fmow", "imagenet",
+                                      "cifar100", "stl10", "flowers102"}
     assert set(runs["strategy"]) == set(STRATEGIES)
     assert runs.groupby("benchmark")["eval_set"].nunique().to_dict() == {
-        "digits": 4, "living17": 2, "entity30": 2, "domainnet": 4, "cifar10": 3, "fmow": 3, "imagenet": 5}
+        "digits": 4, "living17": 2, "entity30": 2, "domainnet": 4, "cifar10": 3, "fmow": 3, "imagenet": 5,
+        "cifar100": 1, "stl10": 1, "flowers102": 1}  # Ren et al.'s tasks: their ID test set only
     ood = pd.read_csv(out / "ood.csv", index_col="strategy")
     assert len([c for c in ood.columns if not c.endswith(("90% CI", "seeds")) and c != "average"]) == 2 + 13

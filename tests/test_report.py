@@ -177,6 +177,7 @@ def test_empty_store_reports_what_is_missing(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "0 finished job(s); 1 failed" in text
     assert "no finished jobs" in text and "No head-probing sweep in this store" in text
+    assert "No OOD sets" not in text  # nothing finished says nothing about OOD sets
     assert "no feature change to show" in text
     assert not list((tmp_path / "report").glob("*.png"))
 

@@ -14,6 +14,7 @@ from lpft_bench.strategies import STRATEGIES, get_strategy
 from lpft_bench.strategies.kinds import phase_kind
 from lpft_bench.analysis.tables import (
     INTERVAL_LABELS,
+    NO_OOD,
     PAPER_TABLES,
     format_table,
     load_records,
@@ -262,8 +263,14 @@ def write_report(store: Path, out: Path | None = None) -> Path:
              f"{len(done)} finished job(s); {len(failed)} failed" + (f": {', '.join(failed)}" if failed else "") + ".",
              "Accuracy in %, at each strategy's hyperparameters with the best mean selection-set accuracy.", ""]
     lines += _table_section("id", "ID accuracy (%)", id_table, benchmarks, out)
-    lines += _table_section("ood", "OOD accuracy (%)", ood_table, benchmarks, out)
-    lines += _id_vs_ood_section(id_table, ood_table, out)
+    ood_cells = table_cells(ood_table)
+    if ood_cells.empty and not table_cells(id_table).empty:  # Ren et al.'s tasks have no OOD set: ID only
+        lines += [NO_OOD, ""]
+        (out / "ood.csv").unlink(missing_ok=True)
+    else:
+        with_ood = sorted(set(ood_cells["column"].str.split(":").str[0]))
+        lines += _table_section("ood", "OOD accuracy (%)", ood_table, with_ood, out)
+        lines += _id_vs_ood_section(id_table, ood_table, out)
     lines += _feature_change_section(records, selected, out)
     lines += _head_probing_section(records, out)
     report = out / "report.md"

@@ -105,6 +105,15 @@ def column_labels(frame: pd.DataFrame) -> pd.Series:
     return _disambiguated(frame, "benchmark", "data")
 
 
+# What the tables say where no benchmark of a store has an OOD set (Ren et al.'s tasks): no empty OOD table.
+NO_OOD = "No OOD sets in these benchmarks: ID accuracy only."
+
+
+def written_tables(store: Path) -> list[str]:
+    """The table files a collect left in `store`, in the order they are described (ood.csv only with OOD sets)."""
+    return [name for name in ("runs.csv", "id.csv", "ood.csv", "vs_paper.csv", "summary.md") if (Path(store) / name).exists()]
+
+
 def interval_halfwidth(values: pd.Series, interval: str = "normal") -> float:
     """The 90% interval's half-width over seeds (sample std s): 1.645 s/sqrt(n), as the authors' summary, or
     Student-t's t(0.95, n - 1) s/sqrt(n)."""
@@ -229,6 +238,8 @@ def export_tables(store: Path, form: str) -> list[Path]:
     suffix = {"md": ".md", "latex": ".tex"}[form]
     written = []
     for name in ("id", "ood"):
+        if name == "ood" and not (Path(store) / "ood.csv").exists():  # benchmarks without OOD sets: ID only
+            continue
         table = pd.read_csv(Path(store) / f"{name}.csv", index_col=0)
         text = table.to_markdown(floatfmt=".2f") if form == "md" else table.to_latex(float_format="%.2f")
         path = Path(store) / f"{name}{suffix}"
@@ -262,9 +273,14 @@ def collect(store: Path, interval: str = "normal", tables_out: Path | None = Non
     selected = select_hparams(runs)
     id_table = summary_table(selected, "id", interval)
     ood_table = summary_table(with_oracle(selected, records), "ood", interval)
+    # Finished jobs and not one OOD cell: benchmarks without OOD sets (with no finished job, both tables say so).
+    has_ood = not table_cells(ood_table).empty or table_cells(id_table).empty
     save(runs, "runs.csv", index=False)
     save(id_table, "id.csv", index=True)
-    save(ood_table, "ood.csv", index=True)
+    if has_ood:
+        save(ood_table, "ood.csv", index=True)
+    elif write:  # an ID-only store has no OOD table; one left by an earlier collect would be stale
+        (destination / "ood.csv").unlink(missing_ok=True)
     paper = read_paper_tables()
     comparison = pd.concat([paper_comparison(table_cells(id_table), paper, "id").assign(split="id"),
                             paper_comparison(table_cells(ood_table), paper, "ood").assign(split="ood")])
@@ -273,7 +289,7 @@ def collect(store: Path, interval: str = "normal", tables_out: Path | None = Non
     failed = [r for r in records if r.get("status") == "failed" and r.get("job_id") not in outside]
     label = INTERVAL_LABELS[interval]
     lines = [format_table(id_table, f"ID accuracy (%), mean ± {label} over seeds"), "",
-             format_table(ood_table, f"OOD accuracy (%), mean ± {label} over seeds")]
+             format_table(ood_table, f"OOD accuracy (%), mean ± {label} over seeds") if has_ood else NO_OOD]
     for claims in (ordering_lines(table_cells(ood_table)), grid_edge_lines(runs, selected)):
         lines += ["", *claims] if claims else []
     calibration = calibration_table(records, selected)
