@@ -95,7 +95,7 @@ def test_smoke_suite_runs_every_benchmark_and_strategy_on_fakes_to_tables(tmp_pa
     from lpft_bench.suites import SUITES
 
     digits_backbone = [label for label, plan in SUITES["smoke"].benchmarks.items() if plan.backbone == "digits-resnet"]
-    assert len(digits_backbone) == 7 and len(SUITES["smoke"].benchmarks) == 10
+    assert len(digits_backbone) == 7 and len(SUITES["smoke"].benchmarks) == 11
     out = tmp_path / "smoke"
     assert main(["run", "--suite", "smoke", "--benchmarks", *digits_backbone, "--out", str(out)]) == 0
     runs = pd.read_csv(out / "runs.csv")

@@ -23,8 +23,8 @@ def test_suite_expansion_counts_and_filters():
     # 5 benchmarks x (lp + 6 FT LRs + 6 LP-FT LRs) x 3 seeds; ImageNet sweeps 3 probe, 3 FT and 3 LP-FT LRs.
     assert len(get_suite("paper").expand()) == 5 * 13 * 3 + 9 * 3
     assert len(get_suite("hpft").expand()) == (9 + 3) * 3
-    # 7 benchmarks on the digits backbone and 3 paper architectures, each with every strategy.
-    assert len(get_suite("smoke").expand()) == (7 + 3) * len(STRATEGIES)
+    # 7 benchmarks on the digits backbone and 4 paper architectures, each with every strategy.
+    assert len(get_suite("smoke").expand()) == (7 + 4) * len(STRATEGIES)
     jobs = get_suite("paper").expand(benchmarks=["cifar10"], strategies=["ft"], seeds=[0])
     assert sorted(j.hparams["lr"] for j in jobs) == [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
     assert {j.backbone for j in jobs} == {"moco-v2-resnet50"} and {j.hparams["epochs"] for j in jobs} == {20}
