@@ -134,7 +134,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
              "lpft_bench.analysis.protocol:main_protocol"),
             ("theory", "Kumar et al.'s two-layer linear network: LP vs FT OOD error as ε → 0", "analysis.theory",
              "lpft_bench.cli:_theory"),
-            ("pretrain", "rerun the shipped digits backbones' recipe, compare digests", "pretrain",
+            ("pretrain", "rerun the shipped digits backbones' recipe (digests compared), or make Sup-C10", "pretrain",
              "lpft_bench.pretrain:main_pretrain"),
             ("bench", "throughput and reuse measured against a plain loop and the paper's LP", "analysis.bench",
              "lpft_bench.analysis.bench:main_bench")):

@@ -119,6 +119,9 @@ _SMOKE_ARCHITECTURES = {
     "imagenet-clip-vit-b16": {"benchmark": "imagenet", "backbone": "clip-vit-b16", "timm_kwargs": {"img_size": 64},
                               "grids": {"reinit-ft": {"reinit_blocks": ("blocks.11",)},
                                         "surgical-ft": {"block": "blocks.0"}}},
+    # Ren et al.'s Sup-C10 ResNet-18 (a CIFAR stem); their other backbones are the ResNet-50 above.
+    "cifar10-sup-c10-resnet18": {"benchmark": "cifar10", "backbone": "sup-c10-resnet18",
+                                 "grids": {"reinit-ft": {"reinit_blocks": ("layer4.1",)}}},
 }
 
 

@@ -222,6 +222,7 @@ class WeightDownload:
 
 
 CLIP_MODELS = "https://openaipublic.azureedge.net/clip/models/"  # openai/CLIP clip/clip.py _MODELS
+MMSELFSUP = "https://download.openmmlab.com/mmselfsup/1.x/"
 
 
 def _clip(file: str, sha256: str) -> WeightDownload:
@@ -242,6 +243,24 @@ WEIGHTS: dict[str, WeightDownload] = {
         "file", ".", ".", verified_by="loads into timm's ResNet-50 with weights_only=True: every tensor found with its "
         "shape once MoCo's prefixes are stripped, nothing left over but the classifier, momentum encoder and queue; "
         "identity with the paper's checkpoint unverified (no published checksum)"), "none"),
+    # Ren et al.'s Sup-IN: their scripts load a torchvision-format `resnet50-classification.pth` whose release they
+    # never name (P2_better_v0 bashes/FT_IN1Kres50_STL10.sh:30, util/general.py:94 @895092c); torchvision's V1
+    # weights, what `pretrained=True` loaded in 2022. torchvision names each file by its sha256's first 8 digits
+    # and checks them on download (models/resnet.py ResNet50_Weights.IMAGENET1K_V1).
+    "sup-in-resnet50": WeightDownload(Download(
+        "resnet50-0676ba61.pth", "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        Checksum("sha256", "0676ba61", "torchvision models/resnet.py (first 8 digits, in the file name)"), None,
+        "file", ".", "."), "none"),
+    # SimCLR and BYOL: their scripts' `resnet50-simclr.pth` has no named source and no BYOL file appears; these are
+    # OpenMMLab's ResNet-50 reimplementations (200 epochs, ImageNet-1k), named by their sha256's first 8 digits
+    # (mmpretrain tools/model_converters/publish_model.py; configs/simclr/README.md, configs/byol/README.md).
+    **{name: WeightDownload(Download(
+        f"{file}-{sha256}.pth", f"{MMSELFSUP}{method}/{file.rsplit('_', 1)[0]}/{file}-{sha256}.pth",
+        Checksum("sha256", sha256, f"open-mmlab/mmpretrain configs/{method}/README.md (first 8 digits, in the file name)"),
+        None, "file", ".", "."), "none")
+       for name, method, file, sha256 in (
+           ("simclr-resnet50", "simclr", "simclr_resnet50_16xb256-coslr-200e_in1k_20220825", "4d9cce50"),
+           ("byol-resnet50", "byol", "byol_resnet50_16xb256-coslr-200e_in1k_20220825", "de817331"))},
     "clip-resnet50": _clip("RN50.pt", "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762"),
     "clip-vit-b16": _clip("ViT-B-16.pt", "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"),
 }

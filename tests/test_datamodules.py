@@ -332,7 +332,8 @@ def test_every_canonical_benchmark_writes_its_own_fake_and_runs_in_the_smoke_sui
     # ... and the paper's architectures, each on the fake of a benchmark it ran on.
     assert {label: (plan.benchmark, plan.backbone) for label, plan in list(smoke.items())[1 + len(CANONICAL):]} == {
         "living17-resnet50": ("living17", "moco-v2-resnet50"), "domainnet-clip-rn50": ("domainnet", "clip-resnet50"),
-        "imagenet-clip-vit-b16": ("imagenet", "clip-vit-b16")}
+        "imagenet-clip-vit-b16": ("imagenet", "clip-vit-b16"),
+        "cifar10-sup-c10-resnet18": ("cifar10", "sup-c10-resnet18")}
     with pytest.raises(UsageError, match="no fake for 'digits'"):  # its data ships with scikit-learn
         write_fake("digits", tmp_path)
     with pytest.raises(UsageError, match="images_per_class"):

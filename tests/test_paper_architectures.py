@@ -18,6 +18,7 @@ ARCHITECTURES = {
     "moco-v2-resnet50": {"reinit_blocks": ("layer4.2",), "block": "layer1"},
     "clip-resnet50": {"reinit_blocks": ("stages.3.2",), "block": "layer1"},
     "clip-vit-b16": {"reinit_blocks": ("blocks.11",), "block": "blocks.0"},
+    "sup-c10-resnet18": {"reinit_blocks": ("layer4.1",), "block": "layer1"},  # Ren et al.'s CIFAR stem, 32 px
 }
 
 

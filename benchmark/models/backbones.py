@@ -10,9 +10,11 @@ from torch import nn
 from lpft_bench.errors import UsageError
 from lpft_bench.registry import Registry
 
+from .cifar_pretraining import CIFAR_PRETRAINING
+from .cifar_resnet import CIFAR_MEAN, CIFAR_STD
 from .toy import create_model
 from .digits_pretraining import DIGITS_PRETRAIN, DIGITS_UPRIGHT_PRETRAIN
-from .weights import EFFICIENTNET_LITE0, TIMM_HUB, is_local_file, load_weights, read_state_dict, weight_source
+from .weights import EFFICIENTNET_LITE0, PRETRAINED_HERE, TIMM_HUB, is_local_file, load_weights, read_state_dict, weight_source
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,18 @@ class BackboneSpec:
 
 
 MOCO_UNUSED = ("encoder_k.", "queue")
+# OpenMMLab's self-supervised checkpoints hold `backbone.*` (torchvision's names) beside the projection neck, the
+# head and (BYOL) the momentum target network.
+MMSELFSUP_UNUSED = ("neck.", "head.", "target_net.", "data_preprocessor.")
+
+
+def _sup_c10(arch: str) -> BackboneSpec:
+    """Sup-C10, pretrained here (`lpft-bench pretrain cifar10`): what it saw in pretraining, CIFAR-normalised."""
+    recipe = CIFAR_PRETRAINING[arch]
+    return BackboneSpec(recipe.timm_name, weights=PRETRAINED_HERE + recipe.file,
+                        data_config={"input_size": (3, recipe.image_size, recipe.image_size), "mean": CIFAR_MEAN,
+                                     "std": CIFAR_STD, "interpolation": "bilinear", "crop_pct": 1.0})
+
 
 BACKBONES: Registry[BackboneSpec] = Registry("backbone", {
     # A small timm ResNet pretrained on digits disjoint from every downstream split; shipped, pinned by sha256.
@@ -71,6 +85,17 @@ BACKBONES: Registry[BackboneSpec] = Registry("backbone", {
                                      unused=MOCO_UNUSED),
     "moco-tp-resnet50": BackboneSpec("resnet50", weights="checkpoint:mocotp_checkpoint_0200.pth.tar",
                                      unused=MOCO_UNUSED),
+    # Ren et al.'s backbones (README "Backbones and weights" says which release and why): Sup-IN is torchvision's
+    # V1 file (its `fc` is the classifier left out); SimCLR and BYOL are OpenMMLab's (`backbone.*` kept).
+    "sup-in-resnet50": BackboneSpec("resnet50", weights="checkpoint:resnet50-0676ba61.pth"),
+    "simclr-resnet50": BackboneSpec(
+        "resnet50", weights="checkpoint:simclr_resnet50_16xb256-coslr-200e_in1k_20220825-4d9cce50.pth",
+        unused=MMSELFSUP_UNUSED),
+    "byol-resnet50": BackboneSpec(
+        "resnet50", weights="checkpoint:byol_resnet50_16xb256-coslr-200e_in1k_20220825-de817331.pth",
+        unused=MMSELFSUP_UNUSED),
+    "sup-c10-resnet18": _sup_c10("resnet18"),
+    "sup-c10-resnet50": _sup_c10("resnet50"),
     # CLIP image towers as timm state dicts (e.g. saved from timm on a machine with internet access), with
     # their image projections: features are CLIP's image embeddings (1024-d RN50, 512-d ViT-B/16).
     "clip-resnet50": BackboneSpec("resnet50_clip.openai", weights="checkpoint:resnet50_clip.openai.safetensors",

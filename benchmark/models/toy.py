@@ -1,12 +1,15 @@
-"""Small backbones registered with timm, so toy experiments build them like any other timm model. They are
-registered when the first model is built through `create_model` (importing the package changes no global
-registry); every backbone of the suite is built through it."""
+"""Backbones of our own registered with timm, so they are built like any other timm model: the toy digits MLP
+here, the CIFAR ResNet-18 in `cifar_resnet`. They are registered when the first model is built through
+`create_model` (importing the package changes no global registry); every backbone of the suite is built
+through it."""
 from __future__ import annotations
 
 import timm
 import torch
 from timm.models import register_model
 from torch import nn
+
+from .cifar_resnet import resnet18_cifar
 
 
 class DigitsMLP(nn.Module):
@@ -39,7 +42,7 @@ def digits_mlp(pretrained: bool = False, **kwargs) -> DigitsMLP:
     return model
 
 
-_TOY_MODELS = (digits_mlp,)
+_TOY_MODELS = (digits_mlp, resnet18_cifar)
 
 
 def create_model(name: str, **kwargs) -> nn.Module:

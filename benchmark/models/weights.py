@@ -1,7 +1,8 @@
 """Weight sources, registered by name: what a backbone's identity records of its weights, and where the file is.
 
 A registered source (`builtin:...`), a published checkpoint by its canonical file name (`checkpoint:<file>`,
-found in `$LPFT_BENCH_CHECKPOINTS`), or a local file (counted by its content, never by its path)."""
+found in `$LPFT_BENCH_CHECKPOINTS`), a checkpoint `lpft-bench pretrain` made there (`pretrained:<file>`, counted by
+the digest of its content), or a local file (counted by its content, never by its path)."""
 from __future__ import annotations
 
 import os
@@ -23,6 +24,7 @@ from .digits_pretraining import DIGITS_PRETRAINING, SHIPPED_DIR
 
 CHECKPOINT_DIR_ENV = "LPFT_BENCH_CHECKPOINTS"
 TIMM_HUB = "timm-hub:"
+PRETRAINED_HERE = "pretrained:"
 EFFICIENTNET_LITE0 = "builtin:efficientnet-lite0-package"
 
 
@@ -73,6 +75,18 @@ def _named_checkpoint(file_name: str) -> Path:
     return path
 
 
+def _pretrained_here(file_name: str) -> Path:
+    """A backbone this suite pretrains (`lpft-bench pretrain cifar10` writes it into $LPFT_BENCH_CHECKPOINTS)."""
+    root = os.environ.get(CHECKPOINT_DIR_ENV)
+    path = Path(root or ".") / file_name
+    if not root or not path.is_file():
+        arch = file_name.removesuffix(".safetensors").rsplit("-", 1)[-1]
+        raise UsageError(f"{file_name!r} not found: expected ${CHECKPOINT_DIR_ENV}/{file_name} "
+                         f"(${CHECKPOINT_DIR_ENV}={root!r}); make it with `lpft-bench pretrain cifar10 --arch {arch}` "
+                         f"(it writes there), or use random: true for an untrained network")
+    return path
+
+
 def _timm_hub_file(model_name: str) -> Path:
     """timm's own pretrained weights for `model_name`, from the Hugging Face hub or its local cache."""
     import huggingface_hub
@@ -102,7 +116,7 @@ def local_file_digest(path: str | Path) -> str:
 
 def is_local_file(weights: str) -> bool:
     """Weights named by a path (the user's file), as opposed to a registered or published source."""
-    return weights not in WEIGHT_SOURCES and not weights.startswith(("builtin:", TIMM_HUB, "checkpoint:"))
+    return weights not in WEIGHT_SOURCES and not weights.startswith(("builtin:", TIMM_HUB, "checkpoint:", PRETRAINED_HERE))
 
 
 def weight_source(weights: str) -> WeightSource:
@@ -115,6 +129,11 @@ def weight_source(weights: str) -> WeightSource:
     if weights.startswith("checkpoint:"):
         file_name = weights.removeprefix("checkpoint:")
         return WeightSource(lambda spec: weights, lambda spec: _named_checkpoint(file_name))
+    if weights.startswith(PRETRAINED_HERE):
+        # Pretrained on the user's machine: the same recipe may give other bytes elsewhere, so the digest is the identity.
+        file_name = weights.removeprefix(PRETRAINED_HERE)
+        return WeightSource(lambda spec: f"{weights}@sha256:{local_file_digest(_pretrained_here(file_name))}",
+                            lambda spec: _pretrained_here(file_name))
     return WeightSource(lambda spec: "sha256:" + local_file_digest(weights), lambda spec: Path(weights))
 
 
