@@ -14,7 +14,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from lpft_bench.models.toy import create_model
+from lpft_bench.models.timm_models import create_model
 import torch
 from safetensors.torch import save_file
 

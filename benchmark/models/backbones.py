@@ -12,7 +12,7 @@ from lpft_bench.registry import Registry
 
 from .cifar_pretraining import CIFAR_PRETRAINING
 from .cifar_resnet import CIFAR_MEAN, CIFAR_STD
-from .toy import create_model
+from .timm_models import create_model
 from .digits_pretraining import DIGITS_PRETRAIN, DIGITS_UPRIGHT_PRETRAIN
 from .weights import EFFICIENTNET_LITE0, PRETRAINED_HERE, TIMM_HUB, is_local_file, load_weights, read_state_dict, weight_source
 

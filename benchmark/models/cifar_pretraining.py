@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .toy import create_model
+from .timm_models import create_model
 from .cifar_resnet import CIFAR_MEAN, CIFAR_STD
 from .digits_pretraining import deterministic_cpu
 

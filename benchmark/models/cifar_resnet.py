@@ -1,4 +1,4 @@
-"""The CIFAR ResNet-18 Ren et al. pretrained at 32 px, registered with timm (by `toy.create_model`, when the first
+"""The CIFAR ResNet-18 Ren et al. pretrained at 32 px, registered with timm (by `timm_models.create_model`, when the first
 model is built) so it is built like any other backbone.
 
 Their `models/resnet_cifar.py` (Joshua-Ren/P2_better_v0 @895092c, lines 74-80) is the usual CIFAR variant: a

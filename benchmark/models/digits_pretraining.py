@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .toy import create_model
+from .timm_models import create_model
 
 DIGITS_PRETRAIN = "builtin:digits-rotation-pretrain"
 DIGITS_UPRIGHT_PRETRAIN = "builtin:digits-upright-pretrain"

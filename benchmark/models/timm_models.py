@@ -42,12 +42,12 @@ def digits_mlp(pretrained: bool = False, **kwargs) -> DigitsMLP:
     return model
 
 
-_TOY_MODELS = (digits_mlp, resnet18_cifar)
+_OWN_MODELS = (digits_mlp, resnet18_cifar)
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-    """`timm.create_model`, with the toy backbones registered first (once)."""
-    for builder in _TOY_MODELS:
+    """`timm.create_model`, with our own backbones (the toy MLP, the CIFAR ResNet-18) registered first, once."""
+    for builder in _OWN_MODELS:
         if builder.__name__ not in timm.list_models(builder.__name__):
             register_model(builder)
     return timm.create_model(name, **kwargs)
