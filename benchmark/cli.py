@@ -60,8 +60,9 @@ def _suite_jobs(args: argparse.Namespace):
 def _fake_data_root(out: Path, benchmarks: set[str]) -> Path:
     """Tiny fakes of every benchmark's canonical layout, written once into the store."""
     from lpft_bench.datamodules import write_fake
+    from lpft_bench.engine.store import Store
 
-    root = out / "fake-data"
+    root = Store(out).fake_data_dir
     from lpft_bench.datamodules import benchmark_class
 
     for benchmark in sorted(b for b in benchmarks if not benchmark_class(b).ships_data):
@@ -162,7 +163,7 @@ def _print_failures(jobs, ctx, failed: int) -> None:
 
     from lpft_bench.paths import display_path
 
-    print(f"{failed} job(s) failed; each keeps its error and traceback in {display_path(ctx.out)}/jobs/<id>/record.json, "
+    print(f"{failed} job(s) failed; each keeps its error and traceback in {display_path(ctx.store.record_path('<id>'))}, "
           "rerun to retry them. Causes:", file=sys.stderr)
     for cause, count in failure_causes(jobs, ctx):
         print(f"  {count} job(s): {cause}", file=sys.stderr)
@@ -182,7 +183,7 @@ def _check_launcher_flags(args: argparse.Namespace) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from lpft_bench.engine.store import unreadable_phase_files
+    from lpft_bench.engine.store import Store
     from lpft_bench.paths import display_path
     from lpft_bench.prune import outside_line
     from lpft_bench.runner import STATES, store_status
@@ -194,7 +195,7 @@ def _status(args: argparse.Namespace) -> int:
     print(f"{display_path(out)}: " + ", ".join(f"{counts[k]} {k}" for k in shown) + f" of {counts['total']}")
     for problem in counts["problems"]:
         print(f"  corrupt: {display_path(problem)} (`lpft-bench run` moves it aside and reruns the job)")
-    for problem in unreadable_phase_files(out):
+    for problem in Store(out).unreadable_phase_files():
         print(f"  unreadable phase weights: {display_path(problem)} (`lpft-bench run` moves it aside and "
               "recomputes the phase)")
     if counts["outside"]:

@@ -62,5 +62,7 @@ def check_logger(name: str) -> None:
 def phase_loggers(name: str, job_dir: Path, phase_key: str, job_id: str, meaning: dict) -> list:
     from lightning.pytorch.loggers import CSVLogger
 
+    from lpft_bench.engine.store import LOGS
+
     chosen = LOGGERS.get(name).make(job_dir, phase_key, job_id, meaning)
-    return [CSVLogger(job_dir, name="logs", version=phase_key), *([chosen] if chosen is not None else [])]
+    return [CSVLogger(job_dir, name=LOGS, version=phase_key), *([chosen] if chosen is not None else [])]

@@ -14,8 +14,7 @@ from lpft_bench.datamodules import benchmark_class
 from lpft_bench.datamodules.imagecheck import REMEDY, format_verdicts
 from lpft_bench.datamodules.imagedata import ImageShiftDataModule
 from lpft_bench.datamodules.walk import image_files, walk_folder
-from lpft_bench.engine import Job, phase_key
-from lpft_bench.engine.store import is_done, phase_dir
+from lpft_bench.engine import Job, Store, phase_key
 from lpft_bench.errors import UsageError
 from lpft_bench.paths import display_path
 from lpft_bench.meaning import canonical_json
@@ -119,8 +118,9 @@ def estimate_bytes(jobs: list[Job], out: Path) -> tuple[int, int]:
     networks: dict = {}
     images: dict = {}
     kept, peak, pending = 0, 0, set()
+    store = Store(out)
     for job in jobs:
-        if is_done(Path(out) / "jobs" / job.id):
+        if store.is_done(job.id):
             continue
         weights, width = _network(job, networks)
         kept += JOB_OVERHEAD_BYTES
@@ -128,7 +128,7 @@ def estimate_bytes(jobs: list[Job], out: Path) -> tuple[int, int]:
         phases = get_strategy(job.strategy).phases(job.hparams)
         for index, phase in enumerate(phases):
             key = phase_key(job, phases, index)
-            if key not in pending and not (phase_dir(out, key) / "record.json").exists():
+            if key not in pending and not store.phase_done(key):
                 pending.add(key)
                 kept += (2 if phase.epochs > 1 else 1) * weights
             if not phase_kind(phase.trains).caches_features:

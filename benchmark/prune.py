@@ -7,34 +7,36 @@ matrix's jobs and report the others once, as records outside this matrix. `prune
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from lpft_bench.paths import display_path
 from lpft_bench.errors import UsageError
 
-MATRIX_FILE = "matrix.json"
+
+def _store(store: Path):
+    from lpft_bench.engine.store import Store  # the engine package is heavy; `collect` and `status` stay light
+
+    return Store(store)
 
 
 def matrix_ids(store: Path) -> list[str] | None:
     """The job ids of the matrix the store was last run with; None when it never recorded one."""
-    path = Path(store) / MATRIX_FILE
-    if not path.is_file():
-        return None
+    store = _store(store)
     try:
-        return list(json.loads(path.read_text())["jobs"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"{display_path(path)} is unreadable ({error}); rerun `lpft-bench run` to rewrite it") from error
+        return store.read_matrix()
+    except ValueError as error:
+        raise UsageError(f"{display_path(store.matrix_path)} is unreadable ({error}); rerun `lpft-bench run` to "
+                         "rewrite it") from error
 
 
 def outside_records(store: Path, matrix: list[str] | None) -> list[str]:
     """Ids of the job directories holding a record that is not of the matrix (none when no matrix is known)."""
-    jobs = Path(store) / "jobs"
-    if matrix is None or not jobs.is_dir():
+    store = _store(store)
+    if matrix is None or not store.jobs_dir.is_dir():
         return []
     wanted = set(matrix)
-    return sorted(p.name for p in jobs.iterdir() if p.name not in wanted and (p / "record.json").exists())
+    return [job_id for job_id in store.job_ids() if job_id not in wanted and store.has_record(job_id)]
 
 
 def outside_line(count: int) -> str | None:
@@ -45,18 +47,15 @@ def outside_line(count: int) -> str | None:
 
 def prune(store: Path, matrix: list[str] | None, dry_run: bool = False) -> list[str]:
     """Remove the job directories outside the matrix, except those a runner holds right now; return their ids."""
-    from lpft_bench.engine.store import is_locked
-
     if matrix is None:
-        raise UsageError(f"{display_path(store)} records no matrix ({MATRIX_FILE}); pass the one to keep "
+        raise UsageError(f"{display_path(store)} records no matrix ({display_path(_store(store).matrix_path)}); pass the one to keep "
                          "(--config FILE or --suite NAME, with the same filters as `run`)")
-    removed = []
+    removed, the_store = [], _store(store)
     for job_id in outside_records(store, matrix):
-        job_dir = Path(store) / "jobs" / job_id
-        if is_locked(job_dir):  # another runner's job, of another matrix: never pulled from under it
+        if the_store.is_locked(job_id):  # another runner's job, of another matrix: never pulled from under it
             continue
         if not dry_run:
-            shutil.rmtree(job_dir)
+            shutil.rmtree(the_store.job_dir(job_id))
         removed.append(job_id)
     return removed
 
@@ -70,8 +69,9 @@ def main_prune(args, suite_jobs) -> int:
         store = store or Path("results") / suite.name
     if store is None:
         raise UsageError("prune needs the store: --out DIR (or --config FILE / --suite NAME for its default store)")
-    if not (store / "jobs").is_dir():
-        raise UsageError(f"no results store at {display_path(store)}: expected {display_path(store / 'jobs')}/<job id>/")
+    if not _store(store).jobs_dir.is_dir():
+        raise UsageError(f"no results store at {display_path(store)}: expected "
+                         f"{display_path(_store(store).jobs_dir)}/<job id>/")
     removed = prune(store, [job.id for job in jobs] if jobs is not None else matrix_ids(store), args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{display_path(store)}: {verb} {len(removed)} job record(s) outside this matrix"

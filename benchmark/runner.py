@@ -25,10 +25,9 @@ from lpft_bench import interrupts
 from lpft_bench.engine import Job, RunContext, record_failure, run_job
 from lpft_bench.engine.identity import CURRENT
 from lpft_bench.engine.migrations import mark_store, migrate_store, store_version
-from lpft_bench.engine.store import is_done, job_lock, job_state, repair_job
+from lpft_bench.engine.store import Store
 from lpft_bench.errors import UsageError
 from lpft_bench.launchers import LAUNCHERS
-from lpft_bench.storage import write_json
 
 
 @dataclass
@@ -63,7 +62,7 @@ class Progress:
     def _now(self) -> str:
         for job_dir, label in list(self.current.items())[:1]:
             try:
-                note = json.loads((job_dir / "progress.json").read_text())
+                note = json.loads(Store.progress_path(job_dir).read_text())
             except (OSError, ValueError):
                 return f" | {label}"
             accuracy = "" if note.get("acc") is None else f" val {note['acc']}%"
@@ -102,11 +101,11 @@ def _run_subprocess(job: Job, ctx: RunContext, devices: str | None = None) -> bo
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = devices
-    with open(ctx.job_dir(job) / "worker.log", "w") as log:
+    with open(ctx.store.worker_log(job.id), "w") as log:
         worker = subprocess.Popen(worker_command(job, ctx), stdout=log, stderr=subprocess.STDOUT, env=env)
         with interrupts.forward_to(worker):
             returncode = worker.wait()
-    return returncode == 0 and is_done(ctx.job_dir(job))
+    return returncode == 0 and ctx.store.is_done(job.id)
 
 
 def _run_inline(job: Job, ctx: RunContext) -> bool:
@@ -122,16 +121,16 @@ def _attempt(job: Job, ctx: RunContext, progress: Progress, launch) -> None:
     """Run `job` under its lock unless it is done or held by another runner; first set aside whatever would
     block it (an unreadable record, a done marker without a record)."""
     interrupts.check()
-    job_dir = ctx.job_dir(job)
-    if is_done(job_dir):
+    store, job_dir = ctx.store, ctx.job_dir(job)
+    if store.is_done(job.id):
         progress.finished("skipped")
         return
-    with job_lock(job_dir) as acquired:
+    with store.job_lock(job.id) as acquired:
         if not acquired:
             progress.finished("busy")
             return
-        repair_job(job_dir)
-        if is_done(job_dir):  # finished by another runner between our check and the lock
+        store.repair_job(job.id)
+        if store.is_done(job.id):  # finished by another runner between our check and the lock
             progress.finished("skipped")
         else:
             progress.started(job, job_dir)
@@ -162,7 +161,7 @@ def _gpu_slots(slots: int, devices_per_job: int) -> Queue:
 def write_matrix(ctx: RunContext, jobs: list[Job]) -> None:
     """The matrix a store was asked for, so `status`, `collect` and `prune` know its jobs (those not yet started,
     and the records outside it) without being told the suite."""
-    write_json(Path(ctx.out) / "matrix.json", {"jobs": [job.id for job in jobs]})
+    ctx.store.write_matrix([job.id for job in jobs])
 
 
 def _in_order(jobs: list[Job], ctx: RunContext, counters: Progress, subprocesses: bool) -> None:
@@ -220,7 +219,7 @@ def failure_causes(jobs: list[Job], ctx: RunContext) -> list[tuple[str, int]]:
 
     causes: Counter = Counter()
     for job in jobs:
-        state, detail = job_state(ctx.job_dir(job))
+        state, detail = ctx.store.job_state(job.id)
         if state == "failed":
             causes[(detail or "no error recorded").splitlines()[0]] += 1
     return causes.most_common()
@@ -236,30 +235,29 @@ def store_status(store: Path, jobs: list[Job] | None = None) -> dict:
     from lpft_bench.prune import matrix_ids, outside_records
     from lpft_bench.slurm import slurm_state
 
-    store = Path(store)
-    if not (store / "jobs").is_dir() and not (store / "matrix.json").is_file():
-        raise UsageError(f"no results store at {store}: expected {store / 'jobs'}/<job id>/, "
+    store = Store(store)
+    if not store.exists():
+        raise UsageError(f"no results store at {store.root}: expected {store.jobs_dir}/<job id>/, "
                          "as `lpft-bench run --out DIR` writes")
-    if store_version(store) != CURRENT.version:
-        if not os.access(store, os.W_OK):
-            raise UsageError(f"{store} was written with identity v{store_version(store)}: its job ids are not this "
-                             "version's; `lpft-bench run` (or `status`) on a writable copy re-keys it")
-        migration = migrate_store(store, jobs or [])
+    if store_version(store.root) != CURRENT.version:
+        if not os.access(store.root, os.W_OK):
+            raise UsageError(f"{store.root} was written with identity v{store_version(store.root)}: its job ids are "
+                             "not this version's; `lpft-bench run` (or `status`) on a writable copy re-keys it")
+        migration = migrate_store(store.root, jobs or [])
         if migration is not None:
-            print(migration.summary(store), file=sys.stderr)
-    job_dirs = {p.name: p for p in (store / "jobs").glob("*") if p.is_dir()}
-    matrix = [job.id for job in jobs] if jobs is not None else matrix_ids(store)
-    wanted = list(dict.fromkeys(matrix)) if matrix is not None else sorted(job_dirs)
+            print(migration.summary(store.root), file=sys.stderr)
+    present = set(store.job_ids())
+    matrix = [job.id for job in jobs] if jobs is not None else matrix_ids(store.root)
+    wanted = list(dict.fromkeys(matrix)) if matrix is not None else sorted(present)
     counts: dict = {state: 0 for state in STATES}
     counts["problems"] = []
     for job_id in wanted:
-        job_dir = job_dirs.get(job_id)
-        state, detail = job_state(job_dir) if job_dir is not None else ("pending", "")
-        if job_dir is not None:
-            state = slurm_state(job_dir, state)
+        state, detail = store.job_state(job_id) if job_id in present else ("pending", "")
+        if job_id in present:
+            state = slurm_state(store, job_id, state)
         counts[state] += 1
         if state == "corrupt":
             counts["problems"].append(detail)
     counts["total"] = len(wanted)
-    counts["outside"] = len(outside_records(store, matrix))
+    counts["outside"] = len(outside_records(store.root, matrix))
     return counts

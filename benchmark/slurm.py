@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import submitit
 
 from lpft_bench.engine import Job, RunContext, record_failure, run_job
-from lpft_bench.engine.store import is_done, job_lock, job_state, repair_job
+from lpft_bench.engine.store import Store
 from lpft_bench.errors import UsageError
 from lpft_bench.storage import write_json
 
@@ -52,17 +51,17 @@ class Worker(submitit.helpers.Checkpointable):
 
     def __call__(self, job_dict: dict, ctx_dict: dict) -> str:
         job, ctx = Job.from_dict(job_dict), RunContext.from_dict(ctx_dict)
-        job_dir = ctx.job_dir(job)
+        store = ctx.store
         if submitit.JobEnvironment().global_rank != 0:  # DDP ranks of a multi-task job: rank zero holds the lock
             run_job(job, ctx)
             return "done"
-        with job_lock(job_dir) as acquired:
+        with store.job_lock(job.id) as acquired:
             if not acquired:
                 return "busy"
-            repair_job(job_dir)
-            if is_done(job_dir):
+            store.repair_job(job.id)
+            if store.is_done(job.id):
                 return "skipped"
-            _set_state(job_dir, "started")
+            _set_state(store, job.id, "started")
             try:
                 run_job(job, ctx)
             except Exception as error:  # recorded in the store, then reported to submitit as the task's failure
@@ -73,22 +72,22 @@ class Worker(submitit.helpers.Checkpointable):
     def checkpoint(self, job_dict: dict, ctx_dict: dict) -> submitit.helpers.DelayedSubmission:
         """Preempted or timed out: requeue this call; the rerun resumes from the last epoch checkpoint."""
         ctx, job = RunContext.from_dict(ctx_dict), Job.from_dict(job_dict)
-        _set_state(ctx.job_dir(job), "preempted")
+        _set_state(ctx.store, job.id, "preempted")
         return super().checkpoint(job_dict, ctx_dict)
 
 
-def _submission(job_dir: Path) -> dict | None:
-    path = job_dir / SUBMISSION
+def _submission(store: Store, job_id: str) -> dict | None:
+    path = store.job_note(job_id, SUBMISSION)
     try:
         return json.loads(path.read_text()) if path.exists() else None
     except ValueError:  # a half-overwritten note is no reason to stop: the store's own state still holds
         return None
 
 
-def _set_state(job_dir: Path, state: str) -> None:
-    note = _submission(job_dir)
+def _set_state(store: Store, job_id: str, state: str) -> None:
+    note = _submission(store, job_id)
     if note is not None:
-        write_json(job_dir / SUBMISSION, {**note, "state": state})
+        write_json(store.job_note(job_id, SUBMISSION), {**note, "state": state})
 
 
 def _in_queue(note: dict) -> bool:
@@ -103,10 +102,10 @@ def _in_queue(note: dict) -> bool:
     return state.split()[0] in QUEUE_ALIVE or state == "UNKNOWN"
 
 
-def slurm_state(job_dir: Path, state: str) -> str:
+def slurm_state(store: Store, job_id: str, state: str) -> str:
     """Refine the store's state of a job with its submission: a pending job with a live submission is queued
     (or preempted, awaiting its requeue); one whose submission left the queue without a record failed."""
-    note = _submission(job_dir)
+    note = _submission(store, job_id)
     if note is None or state != "pending":
         return state
     if _in_queue(note):
@@ -118,7 +117,8 @@ def run_slurm(jobs: list[Job], ctx: RunContext, options: dict, wait: bool, progr
     """Submit the jobs that need running as one array; with `wait`, block until every task has ended."""
     options = dict(options)
     cluster = options.pop("cluster", None)
-    folder = Path(ctx.out) / "slurm"
+    store = ctx.store
+    folder = store.launcher_dir("slurm")
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     # One task per GPU on every node: Lightning reads its ranks from SLURM's environment.
     defaults = {"nodes": ctx.nodes, "tasks_per_node": ctx.devices, "timeout_min": 24 * 60,
@@ -129,15 +129,14 @@ def run_slurm(jobs: list[Job], ctx: RunContext, options: dict, wait: bool, progr
         raise UsageError(f"--slurm-option: {error}") from error
     todo = []
     for job in jobs:
-        job_dir = ctx.job_dir(job)
-        state = slurm_state(job_dir, job_state(job_dir)[0]) if job_dir.exists() else "pending"
+        state = slurm_state(store, job.id, store.job_state(job.id)[0]) if ctx.job_dir(job).exists() else "pending"
         if state in ("done", "running", "queued", "preempted"):
             progress.finished("skipped" if state == "done" else "busy")
         else:
             todo.append(job)
     submitted = executor.map_array(Worker(), [j.to_dict() for j in todo], [ctx.to_dict()] * len(todo)) if todo else []
     for job, task in zip(todo, submitted):
-        write_json(ctx.job_dir(job) / SUBMISSION, {"job_id": task.job_id, "cluster": executor.cluster,
+        write_json(store.job_note(job.id, SUBMISSION), {"job_id": task.job_id, "cluster": executor.cluster,
                                                    "folder": str(folder), "state": "queued", "submitted": time.time()})
     if not wait:
         return submitted
@@ -146,10 +145,9 @@ def run_slurm(jobs: list[Job], ctx: RunContext, options: dict, wait: bool, progr
         try:
             task.result()
         except Exception as error:  # a task that died before writing its record (killed, out of memory)
-            job_dir = ctx.job_dir(job)
-            if job_state(job_dir)[0] == "pending":
+            if store.job_state(job.id)[0] == "pending":
                 record_failure(job, ctx, error)
-        progress.finished("done" if is_done(ctx.job_dir(job)) else "failed")
+        progress.finished("done" if store.is_done(job.id) else "failed")
     return submitted
 
 

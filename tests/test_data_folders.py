@@ -24,7 +24,7 @@ from lpft_bench.errors import UsageError
 from lpft_bench.datamodules.folder import FolderShift, folder_fingerprint
 from lpft_bench.datamodules import walk
 from lpft_bench.datamodules.walk import FolderLoop, walk_folder
-from lpft_bench.engine.store import load_phase
+from lpft_bench.engine.store import Store
 from lpft_bench.experiments import load_experiment
 from lpft_bench.preflight import estimate_bytes
 
@@ -191,7 +191,7 @@ def test_any_store_and_data_path_runs_end_to_end_skipping_unreadable_files(tmp_p
     output = capsys.readouterr()
     assert "moved aside" not in output.err
     (phase,) = (store / "phases").iterdir()
-    assert load_phase(phase) is not None, "a stored phase loads back from a path that is not UTF-8"
+    assert Store(store).load_phase(phase.name) is not None, "a stored phase loads back from a path that is not UTF-8"
     assert "1 run, 0 already done, 0 failed" in output.out
     assert os.fsencode(base).decode("utf-8", "backslashreplace") in output.out  # printed, never a traceback
     (record_path,) = (store / "jobs").glob("*/record.json")
@@ -287,7 +287,6 @@ def test_a_run_lists_each_folder_once_for_every_job_id_and_the_loader(tmp_path, 
 
 
 def test_prune_removes_only_records_outside_the_matrix_and_never_a_running_job(tmp_path, capsys):
-    from lpft_bench.engine.store import job_lock
     from lpft_bench.storage import write_json
 
     store = tmp_path / "store"
@@ -298,7 +297,7 @@ def test_prune_removes_only_records_outside_the_matrix_and_never_a_running_job(t
     assert main(["prune", "--out", str(store), "--dry-run"]) == 0
     assert "would remove 2 job record(s) outside this matrix: old, running" in capsys.readouterr().out
     assert (store / "jobs" / "old").exists()
-    with job_lock(store / "jobs" / "running"):
+    with Store(store).job_lock("running"):
         assert main(["prune", "--out", str(store)]) == 0
     assert "removed 1 job record(s) outside this matrix: old" in capsys.readouterr().out
     assert sorted(p.name for p in (store / "jobs").iterdir()) == ["kept", "running"]

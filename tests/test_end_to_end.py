@@ -11,7 +11,7 @@ import torch
 
 from conftest import SHARED_DATA
 from lpft_bench.cli import main
-from lpft_bench.engine import Job, RunContext, load_record
+from lpft_bench.engine import Job, RunContext
 
 
 @pytest.mark.slow
@@ -48,7 +48,7 @@ def test_ddp_with_two_cpu_processes_evaluates_every_example_exactly_once(tmp_pat
         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    record = load_record(ctx.job_dir(job))
+    record = ctx.store.load_record(job.id)
     assert record["environment"]["world_size"] == 2
     epoch = record["phases"][-1]["epochs"][-1]
     sizes = {name: info["size"] for name, info in record["eval_sets"].items()}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from lpft_bench.cli import main
-from lpft_bench.engine.store import load_record
+from lpft_bench.engine.store import Store
 from lpft_bench.faults import FAULT_ENV, LOG_ENV
 
 ARGS = ["run", "--strategies", "lp", "lp-ft", "--seeds", "0", "--epochs", "2", "--subset", "60", "--set", "lr=0.001"]
@@ -70,7 +70,7 @@ def test_a_matrix_sigkilled_at_a_dozen_seeded_points_ends_equal_to_an_uninterrup
     print(f"\nfault injection: kills={kills} reruns={reruns} jobs={jobs} duplicates={duplicates} lost={lost}")
     print("kill points: " + "; ".join(landed))
     assert (duplicates, lost) == (0, 0)
-    assert all(load_record(out / "jobs" / job)["status"] == "done" for job in now)
+    assert all(Store(out).load_record(job)["status"] == "done" for job in now)
     assert landed[:2] == ["write model.safetensors", "write record.json"]
     pd.testing.assert_frame_equal(_runs(out), _runs(clean))
 
@@ -90,7 +90,7 @@ def test_a_signal_mid_epoch_stops_at_a_safe_point_and_the_resumed_records_equal_
     job_dir = interrupted[0].parents[1]
     assert not (job_dir / "record.json").exists()  # neither failed nor half-written
     assert main([*ARGS, "--out", str(out)]) == 0
-    resumed, reference = load_record(job_dir), load_record(clean / "jobs" / job_dir.name)
+    resumed, reference = Store(out).load_record(job_dir.name), Store(clean).load_record(job_dir.name)
     assert resumed["final"] == reference["final"] and resumed["selection"] == reference["selection"]
     assert ([row["acc/id_val"] for row in resumed["phases"][-1]["epochs"]]
             == [row["acc/id_val"] for row in reference["phases"][-1]["epochs"]])

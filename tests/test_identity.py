@@ -15,7 +15,8 @@ from lpft_bench.cli import main
 from lpft_bench.engine import Job, phase_key
 from lpft_bench.engine.identity import job_id
 from lpft_bench.engine.migrations import STORE_FILE, V1, store_version
-from lpft_bench.meaning import canonical, meaning_hash
+from lpft_bench.engine.identity import meaning_hash
+from lpft_bench.meaning import canonical
 from lpft_bench.strategies import PAPER_PROBE_CS, get_strategy
 from lpft_bench.strategies.phases import Phase
 

@@ -76,13 +76,13 @@ def test_the_name_rule_and_the_store_bound():
 
 
 def test_every_path_the_store_builds_stays_inside_it(tmp_path):
-    from lpft_bench.engine.store import features_path, phase_dir
+    from lpft_bench.engine.store import Store
 
     assert inside(tmp_path, tmp_path / "jobs" / "abc") == tmp_path / "jobs" / "abc"
     with pytest.raises(UsageError, match="leaves the results store"):
-        phase_dir(tmp_path, "../../x")
+        Store(tmp_path).phase_dir("../../x")
     with pytest.raises(UsageError, match="leaves the results store"):
-        features_path(tmp_path, "folder", "x/../../../../y", "k")
+        Store(tmp_path).features_path("folder", "x/../../../../y", "k")
     (tmp_path / "link").symlink_to(tmp_path.parent)  # resolved before compared: a link out is out
     with pytest.raises(UsageError, match="leaves the results store"):
         inside(tmp_path, tmp_path / "link" / "x")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from lpft_bench.analysis.report import add_report_arguments, main_report, write_report
-from lpft_bench.meaning import meaning_hash
+from lpft_bench.engine.identity import meaning_hash
 from lpft_bench.storage import write_json
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

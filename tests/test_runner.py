@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from lpft_bench.cli import main
-from lpft_bench.engine import Job, RunContext, is_done
-from lpft_bench.engine.store import job_lock
+from lpft_bench.engine import Job, RunContext
 from lpft_bench.errors import UsageError
 from lpft_bench.runner import run_matrix, store_status
 from lpft_bench.storage import write_json
@@ -92,7 +91,7 @@ def test_pool_launcher_runs_jobs_in_two_cpu_slots(tmp_path):
     ctx = RunContext(out=tmp_path, accelerator="cpu")
     result = run_matrix(jobs, ctx, launcher="pool", slots=2, progress=False)
     assert (result.done, result.failed) == (3, 0)
-    assert all(is_done(ctx.job_dir(job)) for job in jobs)
+    assert all(ctx.store.is_done(job.id) for job in jobs)
     assert all((ctx.job_dir(job) / "worker.log").exists() for job in jobs)
 
 
@@ -103,18 +102,18 @@ def test_slurm_launcher_through_submitits_local_executor(tmp_path):
     ctx = RunContext(out=tmp_path, accelerator="cpu")
     result = run_matrix([job], ctx, launcher="slurm", slurm={"cluster": "local", "timeout_min": 10}, progress=False)
     assert (result.done, result.failed) == (1, 0)
-    assert is_done(ctx.job_dir(job))
+    assert ctx.store.is_done(job.id)
     assert list((tmp_path / "slurm").glob("*_log.out"))
 
 
 def test_a_job_held_by_another_runner_is_neither_run_nor_counted_done(tmp_path):
     job = Job("digits", "lp", seed=0)
     ctx = RunContext(out=tmp_path, accelerator="cpu")
-    with job_lock(ctx.job_dir(job)) as acquired:
+    with ctx.store.job_lock(job.id) as acquired:
         assert acquired
         assert store_status(tmp_path, [job])["running"] == 1
         result = run_matrix([job], ctx, progress=False)
-    assert (result.busy, result.done) == (1, 0) and not is_done(ctx.job_dir(job))
+    assert (result.busy, result.done) == (1, 0) and not ctx.store.is_done(job.id)
     counts = store_status(tmp_path, [job, Job("digits", "lp", seed=1)])
     assert {k: counts[k] for k in ("done", "running", "failed", "pending", "total")} == {
         "done": 0, "running": 0, "failed": 0, "pending": 2, "total": 2}

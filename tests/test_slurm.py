@@ -8,7 +8,6 @@ import submitit
 
 from lpft_bench.cli import main
 from lpft_bench.engine import Job, RunContext, run_job
-from lpft_bench.engine.store import load_record
 from lpft_bench.faults import FAULT_ENV, LOG_ENV
 from lpft_bench.runner import store_status
 from lpft_bench.slurm import SUBMISSION, Worker
@@ -51,7 +50,7 @@ def test_two_tasks_of_one_job_run_it_once(tmp_path):
     executor.update_parameters(timeout_min=20)
     tasks = executor.map_array(Worker(), [job.to_dict()] * 2, [ctx.to_dict()] * 2)
     assert sorted(task.result() for task in tasks) in (["busy", "done"], ["done", "skipped"])
-    assert load_record(ctx.job_dir(job))["status"] == "done"
+    assert ctx.store.load_record(job.id)["status"] == "done"
 
 
 @pytest.mark.slow
@@ -69,7 +68,7 @@ def test_a_preempted_or_timed_out_task_is_requeued_and_resumes_from_its_last_epo
     assert log.read_text().count("\t") == 1  # it fired once; the requeued task ran on past it
     assert "Requeued" in task.stderr() + task.stdout()
     monkeypatch.delenv(FAULT_ENV)
-    resumed = load_record(ctx.job_dir(job))
+    resumed = ctx.store.load_record(job.id)
     clean = run_job(job, RunContext(out=tmp_path / "clean", accelerator="cpu"))
     assert [row["epoch"] for row in resumed["phases"][0]["epochs"]] == [0, 1]
     assert resumed["final"] == pytest.approx(clean["final"], abs=1e-6)

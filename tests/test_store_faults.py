@@ -10,8 +10,7 @@ import torch
 
 from lpft_bench.analysis.tables import collect
 from lpft_bench.cli import main
-from lpft_bench.engine import Job, RunContext, is_done, phase_key, run_job
-from lpft_bench.engine.store import phase_dir
+from lpft_bench.engine import Job, RunContext, phase_key, run_job
 from lpft_bench.faults import FAULT_ENV
 from lpft_bench.runner import run_matrix, store_status
 from lpft_bench.strategies import get_strategy
@@ -47,7 +46,7 @@ def test_a_nan_loss_ends_the_phase_early_and_the_job_is_done_without_nan(tmp_pat
     run_job(job, ctx)
     record = _strict_json(ctx.job_dir(job) / "record.json")
     (ft,) = record["phases"]
-    assert record["status"] == "done" and is_done(ctx.job_dir(job))
+    assert record["status"] == "done" and ctx.store.is_done(job.id)
     assert record["diverged"] == ["ft"] and "calibration" not in record
     assert ft["epochs"][-1]["diverged"] and len(ft["epochs"]) == ft["diverged_epoch"] + 1 < 5  # stopped early
     assert record["selection"]["epoch"] != ft["diverged_epoch"]
@@ -85,13 +84,13 @@ def test_a_truncated_phase_result_is_set_aside_and_recomputed(tmp_path, capsys):
     lp = Job("digits", "lp", seed=0, benchmark_options=TINY)
     first = run_job(lp, ctx)
     key = phase_key(lp, get_strategy("lp").phases(), 0)
-    weights = phase_dir(ctx.out, key) / "model.safetensors"
+    weights = ctx.store.phase_dir(key) / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # what a full disk leaves
     again = run_job(lp, ctx)
     assert "reused" not in again["phases"][0]
     assert again["final"] == first["final"]
-    assert str(phase_dir(ctx.out, key)) in capsys.readouterr().err
-    assert (phase_dir(ctx.out, key).parent / f"{key}.corrupt-1" / "model.safetensors").exists()
+    assert str(ctx.store.phase_dir(key)) in capsys.readouterr().err
+    assert (ctx.store.phase_dir(key).parent / f"{key}.corrupt-1" / "model.safetensors").exists()
 
 
 def _stop_at(monkeypatch, spec):

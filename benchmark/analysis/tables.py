@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -28,19 +27,14 @@ CELL_COLUMNS = ["strategy", "column", "mean", "ci90", "seeds"]
 
 
 def load_records(store: Path) -> list[dict]:
-    jobs = Path(store) / "jobs"
-    if not jobs.is_dir():
-        raise UsageError(f"no results store at {store}: expected {jobs}/<job id>/record.json, "
-                                "as `lpft-bench run --out DIR` writes")
-    from lpft_bench.engine.store import CorruptFile, load_record
+    """Every readable record of the store (an unreadable one is that job's problem alone: named and skipped)."""
+    from lpft_bench.engine.store import Store
 
-    records = []
-    for path in sorted(jobs.glob("*/record.json")):
-        try:
-            records.append(load_record(path.parent))
-        except CorruptFile as error:  # that job's problem alone: the rest of the store is still tabulated
-            print(f"lpft-bench: skipped {error} (`lpft-bench run` moves it aside and reruns the job)", file=sys.stderr)
-    return records
+    store = Store(store)
+    if not store.jobs_dir.is_dir():
+        raise UsageError(f"no results store at {store.root}: expected {store.jobs_dir}/<job id>/record.json, "
+                         "as `lpft-bench run --out DIR` writes")
+    return list(store.records())
 
 
 RUN_COLUMNS = ["job_id", "benchmark", "benchmark_name", "data", "backbone", "backbone_key", "strategy", "strategy_name",

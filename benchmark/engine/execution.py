@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import shutil
 import time
 import traceback
 import warnings
@@ -26,8 +25,7 @@ from lpft_bench.strategies.posthoc import calibration, predict
 
 from .identity import Job, RunContext, feature_key, phase_key
 from lpft_bench.loggers import phase_loggers
-from .store import (cached_features, features_path, load_phase, load_selected, phase_dir, save_phase,
-                    write_record)
+from .store import Store
 
 RECORD_SCHEMA = "lpft-bench/record/v1"
 
@@ -126,7 +124,7 @@ def _train_ingredient(job: Job, ctx: RunContext, work_dir: Path, strategy: str, 
 
     ingredient = replace(job, strategy=strategy, hparams=hparams)
     prepared = prepare_job(ingredient, ctx)
-    run_phases(ingredient, prepared, ctx, work_dir=work_dir / "ingredients" / ingredient.id)
+    run_phases(ingredient, prepared, ctx, work_dir=Store.ingredient_dir(work_dir, ingredient.id))
     return ingredient.id, cpu_state(prepared.model)
 
 
@@ -138,16 +136,16 @@ def _run_pinned(job: Job, prefix: list[Phase], ctx: RunContext, job_dir: Path):
     pinned = replace(job, seed=prefix[-1].seed)
     prepared = prepare_job(pinned, ctx)
     prepared.phases = prefix
-    records, _, _ = run_phases(pinned, prepared, ctx, work_dir=job_dir / "pinned" / f"seed-{pinned.seed}")
+    records, _, _ = run_phases(pinned, prepared, ctx, work_dir=Store.pinned_dir(job_dir, pinned.seed))
     return records[-1], cpu_state(prepared.model), prepared.selected_state
 
 
 def _features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, dataset, view: str = "eval",
               random_view: bool = False):
     """`view`: the name of the transform `dataset` applies; `random_view`: whether it is random (seeded)."""
-    path = features_path(ctx.out, job.benchmark, set_name, feature_key(job, set_name, view, random_view))
+    path = ctx.store.features_path(job.benchmark, set_name, feature_key(job, set_name, view, random_view))
     device = device_of(ctx)
-    return cached_features(path, lambda: extract_features(prepared.model.backbone,
+    return ctx.store.cached_features(path, lambda: extract_features(prepared.model.backbone,
                                                            prepared.datamodule.eval_loader(dataset), device))
 
 
@@ -156,7 +154,7 @@ def phase_context(job: Job, prepared: PreparedJob, ctx: RunContext, key: str, jo
     """What a phase kind gets to run phase `key` of `job`."""
     return PhaseContext(
         model=prepared.model, datamodule=prepared.datamodule, hparams=prepared.hparams, pretrained=prepared.pretrained,
-        device=device_of(ctx), work_dir=job_dir, phase_key=key, make_trainer=partial(trainers, key),
+        device=device_of(ctx), files=Store.phase_files(job_dir, key), phase_key=key, make_trainer=partial(trainers, key),
         features=partial(_features, job, ctx, prepared), train_ingredient=partial(_train_ingredient, job, ctx, job_dir),
         start_of_previous=start_of_previous, compile=ctx.compile,
         fresh_backbone=lambda: build_backbone(job.backbone_spec(), pretrained=False)[0],
@@ -173,18 +171,19 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
     model, phases = prepared.model, prepared.phases
     job_dir = work_dir or ctx.job_dir(job)
     trainers = Trainers(ctx, job_dir, job)
+    store = ctx.store
     records, start_of_previous = [], None
     for index, phase in enumerate(phases):
         interrupts.check()  # between phases: everything before is in the phase store
         keeps_start = index + 1 < len(phases) and phase_kind(phases[index + 1].trains).needs_previous_start
         start = cpu_state(model) if keeps_start else None
         key = phase_key(job, phases, index)
-        stored = load_phase(phase_dir(ctx.out, key))
+        stored = store.load_phase(key)
         if stored is not None:
             record, state = stored
             records.append({**record, "reused": key})
             model.load_state_dict(state)
-            prepared.selected_state = load_selected(phase_dir(ctx.out, key))
+            prepared.selected_state = store.load_selected(key)
         elif phase.seed is not None and phase.seed != job.seed:
             record, state, prepared.selected_state = _run_pinned(job, phases[: index + 1], ctx, job_dir)
             records.append({**record, "reused": key})
@@ -195,8 +194,8 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
             records.append(record)
             prepared.selected_state = context.selected_state
             if trainers.is_rank_zero:
-                save_phase(phase_dir(ctx.out, key), model, record, context.selected_state)
-                shutil.rmtree(job_dir / "checkpoints" / key, ignore_errors=True)
+                store.save_phase(key, model.state_dict(), record, context.selected_state)
+                Store.remove_checkpoints(job_dir, key)
         kind = phase_kind(phase.trains)
         head_only = kind.by_gradient and not kind.trains_backbone
         if index + 1 < len(phases) and head_only and prepared.selected_state is not None:
@@ -248,7 +247,7 @@ def run_job(job: Job, ctx: RunContext) -> dict:
         "seconds": round(time.time() - started, 2),
     }
     if is_rank_zero:
-        write_record(ctx.job_dir(job), record)
+        ctx.store.write_record(job.id, record)
     return record
 
 
@@ -262,7 +261,7 @@ def record_failure(job: Job, ctx: RunContext, error: BaseException) -> dict:
         "error": f"{type(error).__name__}: {error}",
         "traceback": "".join(traceback.format_exception(error)),
     }
-    write_record(ctx.job_dir(job), record)
+    ctx.store.write_record(job.id, record)
     return record
 
 

@@ -10,13 +10,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-from lpft_bench.checks import inside
 from lpft_bench.datamodules import benchmark_class, benchmark_meaning
-from lpft_bench.meaning import meaning_hash
+from lpft_bench.meaning import meaning_hash  # identity's hash; re-exported here, where every id is made
 from lpft_bench.models import BackboneSpec, resolve_backbone
 from lpft_bench.strategies import get_strategy
 from lpft_bench.strategies.kinds import phase_kind
 from lpft_bench.strategies.phases import Phase
+
+from .store import Store
+
+__all__ = ["CURRENT", "IdentityScheme", "Job", "RunContext", "feature_key", "ingredient_jobs", "job_id",
+           "job_meaning", "meaning_hash", "phase_key", "phase_settings"]
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,12 @@ class RunContext:
     logger: str = "csv"  # engine.loggers: csv (always written), tensorboard, wandb or mlflow
     compile: bool = False
 
+    @property
+    def store(self) -> Store:
+        return Store(self.out)
+
     def job_dir(self, job: Job) -> Path:
-        return inside(Path(self.out), Path(self.out) / "jobs" / job.id)
+        return self.store.job_dir(job.id)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "out": str(self.out)}

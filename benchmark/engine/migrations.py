@@ -13,24 +13,21 @@ new id and meaning. What cannot be mapped (a record of a job this version cannot
 is reported: it is outside every matrix, never deleted."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lpft_bench.errors import UsageError
-from lpft_bench.storage import write_json
 from lpft_bench.strategies import get_strategy
 from lpft_bench.strategies.phases import Phase
 
 from .identity import CURRENT, IdentityScheme, Job, ingredient_jobs, job_id, job_meaning, phase_key
-from .store import RECORD
+from .store import STORE_FILE, Store
 
-STORE_FILE = "store.json"
+__all__ = ["CURRENT", "Migration", "STORE_FILE", "V1", "mark_store", "migrate_store", "store_version"]
 # The fields a phase had under v1, in order; those after the first records were described only when set.
 _V1_FIELDS = ("name", "trains", "epochs", "lr", "optimizer", "momentum", "weight_decay", "batchnorm",
               "label_smoothing", "head_init", "probe_Cs", "also_train", "reinit", "schedule", "validate_every",
@@ -76,64 +73,44 @@ class Migration:
 
 def store_version(store: Path) -> int:
     """The identity scheme a store was written under: its `store.json`, else 1 if it holds anything."""
-    marker = Path(store) / STORE_FILE
-    if marker.is_file():
-        try:
-            return int(json.loads(marker.read_text())["identity"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise UsageError(f"{marker}: unreadable ({error}); expected {{\"identity\": {CURRENT.version}}}") from error
-    written = (Path(store) / "jobs").is_dir() or (Path(store) / "phases").is_dir()
-    return 1 if written else CURRENT.version
+    store = Store(store)
+    try:
+        marked = store.marked_version()
+    except ValueError as error:
+        raise UsageError(f"{store.marker_path}: unreadable ({error}); expected {{\"identity\": {CURRENT.version}}}") from error
+    if marked is not None:
+        return marked
+    return 1 if store.holds_results() else CURRENT.version
 
 
 def mark_store(store: Path) -> None:
-    if not (Path(store) / STORE_FILE).is_file():
-        write_json(Path(store) / STORE_FILE, {"identity": CURRENT.version})
-
-
-@contextmanager
-def _store_lock(store: Path) -> Iterator[None]:
-    with open(Path(store) / ".store.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    Store(store).mark(CURRENT.version)
 
 
 def migrate_store(store: Path, jobs: list[Job] = ()) -> Migration | None:
     """Re-key a store written under an earlier scheme (None when it is current); `jobs`: the matrix about to
     run, whose v1 ids also find the directories of jobs that never wrote a record (killed mid-phase)."""
-    store = Path(store)
-    version = store_version(store)
+    store = Store(store)
+    version = store_version(store.root)
     if version > CURRENT.version:
         raise UsageError(f"{store} was written with identity v{version}, newer than this lpft-bench's "
                          f"v{CURRENT.version}: upgrade lpft-bench to use it")
     if version == CURRENT.version:
         return None
-    with _store_lock(store):
-        if store_version(store) == CURRENT.version:  # another runner migrated it while we waited
+    with store.exclusive():
+        if store_version(store.root) == CURRENT.version:  # another runner migrated it while we waited
             return None
         migration = Migration(from_version=version)
         by_old_id = {job_id(job, V1): job for job in jobs}
-        for job_dir in sorted(p for p in (store / "jobs").glob("*") if p.is_dir()):
+        for job_dir in store.job_dirs():
             _migrate_job(store, job_dir, by_old_id.get(job_dir.name), migration)
         _migrate_matrix(store, {**{job_id(job, V1): job.id for job in jobs}, **migration.ids})
-        write_json(store / STORE_FILE, {"identity": CURRENT.version})
+        store.mark(CURRENT.version, replace=True)
     return migration
 
 
-def _read_record(job_dir: Path) -> dict | None:
-    """The record's content, whatever id it names (a migration stopped between a rename and a rewrite)."""
-    try:
-        record = json.loads((job_dir / RECORD).read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None  # none, or unreadable: `run` sets an unreadable one aside and reruns the job
-    return record if isinstance(record, dict) and isinstance(record.get("job"), dict) else None
-
-
-def _migrate_job(store: Path, job_dir: Path, job: Job | None, migration: Migration) -> None:
-    record = _read_record(job_dir)
+def _migrate_job(store: Store, job_dir: Path, job: Job | None, migration: Migration) -> None:
+    record = store.read_raw_record(job_dir)
     if record is not None:
         try:
             job = Job.from_dict(record["job"])
@@ -145,9 +122,9 @@ def _migrate_job(store: Path, job_dir: Path, job: Job | None, migration: Migrati
         return
     migration.phases += _migrate_phases(store, job_dir, job, record)
     for ingredient in ingredient_jobs(job, get_strategy(job.strategy).phases(job.hparams)[-1]):
-        work_dir = job_dir / "ingredients" / job_id(ingredient, V1)
+        work_dir = Store.ingredient_dir(job_dir, job_id(ingredient, V1))
         migration.phases += _migrate_phases(store, work_dir, ingredient, None)
-        _rename(work_dir, work_dir.with_name(ingredient.id))
+        _rename(work_dir, Store.ingredient_dir(job_dir, ingredient.id))
     target = job_dir.with_name(job.id)
     if target != job_dir:
         if target.exists():
@@ -157,7 +134,7 @@ def _migrate_job(store: Path, job_dir: Path, job: Job | None, migration: Migrati
         migration.jobs += 1
         migration.ids[job_dir.name] = job.id
     if record is not None and record.get("job_id") != job.id:
-        write_json(target / RECORD, _rekeyed_record(record, job))
+        store.write_raw_record(target, _rekeyed_record(record, job))
 
 
 def _rekeyed_record(record: dict, job: Job) -> dict:
@@ -173,7 +150,7 @@ def _rekeyed_record(record: dict, job: Job) -> dict:
     return rekeyed
 
 
-def _migrate_phases(store: Path, job_dir: Path, job: Job, record: dict | None) -> int:
+def _migrate_phases(store: Store, job_dir: Path, job: Job, record: dict | None) -> int:
     """Rename the job's phase results, and its checkpoints and logs, from their v1 keys to the current ones."""
     phases = get_strategy(job.strategy).phases(job.hparams)
     renamed = 0
@@ -181,15 +158,15 @@ def _migrate_phases(store: Path, job_dir: Path, job: Job, record: dict | None) -
         new_key = phase_key(job, phases, index)
         old_keys = {phase_key(job, phases, index, V1)} | _keys_written(job_dir, record, index)
         for old_key in old_keys - {new_key}:
-            renamed += _rename(store / "phases" / old_key, store / "phases" / new_key)
-            for folder in ("checkpoints", "logs"):
-                _rename(job_dir / folder / old_key, job_dir / folder / new_key)
+            renamed += _rename(store.phase_dir(old_key), store.phase_dir(new_key))
+            for folder in (Store.checkpoint_dir, Store.log_dir):
+                _rename(folder(job_dir, old_key), folder(job_dir, new_key))
     return renamed
 
 
 def _keys_written(job_dir: Path, record: dict | None, index: int) -> set[str]:
     """The keys the job itself used for phase `index`: its log folders and the phases its record reused."""
-    keys = {p.name for folder in ("logs", "checkpoints") for p in (job_dir / folder).glob(f"{index}-*")}
+    keys = {p.name for folder in (Store.log_dir, Store.checkpoint_dir) for p in folder(job_dir, "").glob(f"{index}-*")}
     phases = (record or {}).get("phases") or []
     if index < len(phases) and isinstance(phases[index], dict) and phases[index].get("reused"):
         keys.add(phases[index]["reused"])
@@ -203,10 +180,10 @@ def _rename(old: Path, new: Path) -> int:
     return 0
 
 
-def _migrate_matrix(store: Path, new_ids: dict[str, str]) -> None:
-    path = store / "matrix.json"
+def _migrate_matrix(store: Store, new_ids: dict[str, str]) -> None:
     try:
-        ids = json.loads(path.read_text())["jobs"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # none, or unreadable: the next run writes it anew
-    write_json(path, {"jobs": [new_ids.get(i, i) for i in ids]})
+        ids = store.read_matrix()
+    except ValueError:
+        return  # unreadable: the next run writes it anew
+    if ids is not None:
+        store.write_matrix([new_ids.get(i, i) for i in ids])

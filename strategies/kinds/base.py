@@ -19,6 +19,16 @@ if TYPE_CHECKING:
     from lpft_bench.strategies.phases import Phase
 
 
+@dataclass(frozen=True)
+class PhaseFiles:
+    """Where a running phase keeps its resume checkpoint, its selected epoch's weights and its progress note
+    (paths the store gives: kinds never build one)."""
+
+    checkpoint: Path
+    selected: Path
+    progress: Path
+
+
 @dataclass
 class PhaseContext:
     """What a phase kind may use. Built by the engine for each phase.
@@ -38,7 +48,7 @@ class PhaseContext:
     hparams: dict
     pretrained: dict[str, torch.Tensor]
     device: torch.device
-    work_dir: Path
+    files: PhaseFiles
     phase_key: str
     make_trainer: Callable[..., "L.Trainer"]
     features: Callable[[str, object], "tuple[np.ndarray, np.ndarray]"]

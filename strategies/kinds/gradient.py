@@ -107,16 +107,14 @@ class GradientPhase(PhaseKind):
 
     def run(self, phase, context: PhaseContext) -> dict:
         model, dm = context.model, context.datamodule
-        checkpoint_dir = context.work_dir / "checkpoints" / context.phase_key
         if phase.head_init == "random":
             reinitialise(model, ("head",))
         if phase.reinit:
             reinitialise_from(model.backbone, context.fresh_backbone(), phase.reinit)
         recorder = EpochRecorder()
-        last = checkpoint_dir / "last.ckpt"
-        checkpoint = EpochCheckpoint(last, context.phase_key)
-        note = ProgressNote(context.work_dir / "progress.json", phase.name, dm.selection_set)
-        selected = SelectedWeights(checkpoint_dir / "selected.safetensors", recorder, dm.selection_set)
+        checkpoint = EpochCheckpoint(context.files.checkpoint, context.phase_key)
+        note = ProgressNote(context.files.progress, phase.name, dm.selection_set)
+        selected = SelectedWeights(context.files.selected, recorder, dm.selection_set)
         callbacks = [recorder, selected, note, checkpoint, StopOnSignal(context.phase_key),
                      ApplyTrainability(self.trainability, phase)]
         diagnostics = None

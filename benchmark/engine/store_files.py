@@ -1,0 +1,107 @@
+"""The files inside a store's directories: a phase result's weights and record, and how to tell a damaged one."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from lpft_bench.paths import load_safetensors
+from lpft_bench.storage import atomic_write, set_aside, write_json
+
+RECORD = "record.json"
+MODEL = "model.safetensors"
+SELECTED = "selected.safetensors"
+
+
+class CorruptFile(Exception):
+    """A store file that exists but cannot be what it should be."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def finite(value):
+    """The value with every NaN or infinity as None: records stay valid JSON and no NaN reaches a table."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def _save_tensors(path: Path, state: dict[str, torch.Tensor]) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+
+
+def save_phase(directory: Path, state: dict, record: dict, selected: dict | None = None) -> None:
+    _save_tensors(directory / MODEL, state)
+    if selected is not None:
+        _save_tensors(directory / SELECTED, selected)
+    write_json(directory / RECORD, record)
+
+
+def load_selected(directory: Path) -> dict[str, torch.Tensor] | None:
+    """The weights of a stored phase's selected epoch, where that is not its last."""
+    path = directory / SELECTED
+    return load_safetensors(path) if path.exists() else None
+
+
+def load_phase_record(directory: Path) -> dict | None:
+    try:
+        return json.loads((directory / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_phase(directory: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """A stored phase result (record, model state), or None when that phase has not completed or its files are
+    unreadable (then the directory is moved aside and the phase recomputed)."""
+    if not (directory / RECORD).exists():
+        return None
+    try:
+        return json.loads((directory / RECORD).read_text()), load_safetensors(directory / MODEL)
+    except Exception as error:  # safetensors raises its own error types for truncated or garbled files
+        set_aside(directory, f"phase result unreadable ({error}), recomputing it")
+        return None
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file, from its size and header alone (no tensor is read); None if
+    nothing: the header parses and its tensors end exactly where the file does."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else None
+            if length is None or length > size - 8:
+                return f"truncated: {size} bytes, shorter than its header says"
+            header = json.loads(handle.read(length))
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return "not a safetensors header"
+    expected = 8 + length + max(ends, default=0)
+    return None if size == expected else f"truncated or altered: {size} bytes where its header describes {expected}"
+
+
+def unreadable_phase_files(phases_dir: Path) -> list[str]:
+    """`<file>: <why>` for each weights file of a finished phase (one with its record) that would not load."""
+    problems = []
+    for directory in sorted(Path(phases_dir).glob("*")):
+        if ".corrupt-" in directory.name or not (directory / RECORD).is_file():
+            continue  # set aside already, or not finished
+        for name in (MODEL, SELECTED):
+            problem = safetensors_problem(directory / name)
+            if problem and not (name == SELECTED and problem == "missing"):
+                problems.append(f"{directory / name}: {problem}")
+    return problems
