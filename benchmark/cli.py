@@ -112,6 +112,9 @@ def _run_matrix(args: argparse.Namespace) -> int:
             print(f"{job.id}  {job.label('benchmark'):<10} {job.label('backbone'):<18} {job.label('strategy'):<9} "
                   f"seed={job.seed} {job.hparams}")
         print(f"{len(jobs)} jobs in suite {suite.name}")
+        from lpft_bench.preflight import plan_lines
+
+        print("\n".join(plan_lines(jobs, Path(args.out or Path("results") / suite.name), args.keep_weights)))
         return 0
     out = Path(args.out or Path("results") / suite.name)
     _check_out(out)
@@ -149,12 +152,27 @@ def _run_matrix(args: argparse.Namespace) -> int:
         print(f"submitted {len(result.submitted)} jobs ({result.skipped} already done, {result.busy} queued or running); "
               f"follow with `lpft-bench status --out {display_path(out)}`, then `lpft-bench collect --out {display_path(out)}`")
         return 0
+    _keep_weights(jobs, ctx, args.keep_weights)
     print(collect(out, matrix=[job.id for job in jobs]))
     print(f"\n{result.done} run, {result.skipped} already done, {result.failed} failed, {result.busy} held by another "
           f"runner; tables in {display_path(out)}/: {', '.join(written_tables(out))}")
     if result.failed:
         _print_failures(jobs, ctx, result.failed)
     return 1 if result.failed else 0
+
+
+def _keep_weights(jobs, ctx, policy: str) -> None:
+    """Drop the phase weights the policy does not keep, now that the matrix has run (one line when it did)."""
+    from lpft_bench.engine.retention import apply_policy
+    from lpft_bench.paths import display_path
+
+    outcome = apply_policy(ctx.store, jobs, policy)
+    if outcome is None:
+        print(f"lpft-bench: another runner holds a job of {display_path(ctx.out)}: no weights removed "
+              f"(`lpft-bench prune --keep-weights {policy}` later)", file=sys.stderr)
+    elif outcome[0]:
+        print(f"--keep-weights {policy}: removed {len(outcome[0])} phase weights file(s), {outcome[1] / 1e6:.1f} MB "
+              "(records kept)", file=sys.stderr)
 
 
 def _print_failures(jobs, ctx, failed: int) -> None:
@@ -200,6 +218,9 @@ def _status(args: argparse.Namespace) -> int:
               "recomputes the phase)")
     if counts["outside"]:
         print(f"  {outside_line(counts['outside'])}")
+    sizes = Store(out).sizes()
+    print("  size: " + ", ".join(f"{kind} {size / 1e6:.1f} MB" for kind, size in sizes.items())
+          + f" ({sum(sizes.values()) / 1e6:.1f} MB in all)")
     return 0
 
 

@@ -52,6 +52,13 @@ def _add_matrix_arguments(parser: argparse.ArgumentParser, default_suite: str | 
 
 
 
+# engine.retention.POLICIES and DEFAULT_POLICY, spelled here so that parsing imports no engine (a test pins them).
+KEEP_WEIGHTS = ("all", "selected", "none")
+KEEP_WEIGHTS_HELP = ("which phase weights the store keeps (records always; and whatever a pending job still "
+                     "reads): all; selected (each job's selected weights and every result a later phase reads); "
+                     "none (default: only the head-probing jobs' final weights, which the report reads)")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; `command`: the one being parsed, the only one whose arguments beside its code load."""
     parser = argparse.ArgumentParser(prog="lpft-bench", description=DESCRIPTION)
@@ -82,15 +89,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--no-preflight", action="store_true",
                      help="skip decoding every image of the folder benchmarks before the first job")
     run.add_argument("--force", action="store_true", help="run even when the store's free space looks too small")
+    run.add_argument("--keep-weights", choices=KEEP_WEIGHTS, default="none", help=KEEP_WEIGHTS_HELP)
     run.set_defaults(func="lpft_bench.cli:_run")
 
     status = commands.add_parser("status", help="done/running/failed/pending jobs of a store, running nothing")
     _add_matrix_arguments(status, None)
     status.set_defaults(func="lpft_bench.cli:_status")
 
-    prune = commands.add_parser("prune", help="remove the job records outside a matrix (default: the store's last)")
+    prune = commands.add_parser("prune", help="remove the job records outside a matrix (default: the store's last) "
+                                              "and the phase weights --keep-weights does not keep")
     _add_matrix_arguments(prune, None)
     prune.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    prune.add_argument("--keep-weights", choices=KEEP_WEIGHTS, default="none", help=KEEP_WEIGHTS_HELP)
     prune.set_defaults(func="lpft_bench.cli:_prune")
 
     collect = commands.add_parser("collect", help="(re)write the tables of a results store")

@@ -3,6 +3,7 @@ folders decodes (all bad files named at once), and that the store's file system 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -14,7 +15,9 @@ from lpft_bench.datamodules import benchmark_class
 from lpft_bench.datamodules.imagecheck import REMEDY, format_verdicts
 from lpft_bench.datamodules.imagedata import ImageShiftDataModule
 from lpft_bench.datamodules.walk import image_files, walk_folder
-from lpft_bench.engine import Job, Store, phase_key
+from lpft_bench.engine import Job, Store
+from lpft_bench.engine.retention import (DEFAULT_POLICY, FINAL, SELECTED_EPOCH, WEIGHTS, kept_roles,
+                                         predicted_files, with_ingredients)
 from lpft_bench.errors import UsageError
 from lpft_bench.paths import display_path
 from lpft_bench.meaning import canonical_json
@@ -26,6 +29,8 @@ from lpft_bench.strategies.kinds import phase_kind
 JOB_OVERHEAD_BYTES = 1 << 20
 # A resume checkpoint holds the weights and the optimiser's state (AdamW: two moments): three copies at most.
 CHECKPOINT_COPIES = 3
+HEAD_CLASSES = 1000  # no benchmark here has more classes (ImageNet's)
+MLP_HIDDEN = 256  # models.heads.Classifier's MLP head
 
 
 class NotEnoughSpace(UsageError):
@@ -109,37 +114,89 @@ def _set_images(job: Job, cache: dict) -> dict[str, int]:
     return cache[key]
 
 
-def estimate_bytes(jobs: list[Job], out: Path) -> tuple[int, int]:
-    """(bytes the pending jobs would keep, bytes of the largest resume checkpoint written meanwhile).
+@dataclass
+class DiskPlan:
+    """What a run writes and keeps, in bytes. `written`: what the pending jobs put in the store before the
+    keep-weights policy prunes (phase weights, features, records); `peak`: the largest resume checkpoint at a
+    time; `transient`: every byte written on the way (each epoch's resume checkpoint and selected weights
+    included); `retained_weights`: the phase weights the store keeps under the policy once the matrix is done."""
 
-    Each phase result not yet in the store keeps its weights, and a phase of several epochs may keep its selected
-    epoch's too; shared prefixes (lp-ft's probe) count once. A logistic probe caches every set's features (float32
-    rows of the backbone's width), once per backbone, data, set and seed. Records and logs: JOB_OVERHEAD_BYTES."""
+    written: int = 0
+    peak: int = 0
+    transient: int = 0
+    retained_weights: int = 0
+    features: int = 0
+    records: int = 0
+
+
+def _head_bytes(job: Job, width: int) -> int:
+    """A head's float32 weights, at most HEAD_CLASSES classes (an upper bound: no dataset is read)."""
+    hparams = get_strategy(job.strategy).hparams(job.hparams)
+    if hparams.get("head") == "mlp":
+        return 4 * ((width + 1) * MLP_HIDDEN + (MLP_HIDDEN + 1) * HEAD_CLASSES)
+    return 4 * (width + 1) * HEAD_CLASSES
+
+
+def disk_plan(jobs: list[Job], out: Path, policy: str = DEFAULT_POLICY) -> DiskPlan:
+    """Each phase result not yet in the store writes its weights (its head alone over the source backbone), and
+    a phase of several epochs may keep its selected epoch's too; shared prefixes (lp-ft's probe) count once. A
+    logistic probe caches every set's features (float32 rows of the backbone's width), once per backbone, data,
+    set and seed. Records and logs: JOB_OVERHEAD_BYTES. Sizes come from the networks' parameter counts, built
+    on the meta device: nothing is downloaded."""
     networks: dict = {}
     images: dict = {}
-    kept, peak, pending = 0, 0, set()
+    plan, seen, sizes = DiskPlan(), set(), {}
     store = Store(out)
-    for job in jobs:
-        if store.is_done(job.id):
-            continue
+    for job in with_ingredients(jobs):
         weights, width = _network(job, networks)
-        kept += JOB_OVERHEAD_BYTES
-        peak = max(peak, CHECKPOINT_COPIES * weights)
+        if not store.is_done(job.id):
+            plan.records += JOB_OVERHEAD_BYTES
         phases = get_strategy(job.strategy).phases(job.hparams)
-        for index, phase in enumerate(phases):
-            key = phase_key(job, phases, index)
-            if key not in pending and not store.phase_done(key):
-                pending.add(key)
-                kept += (2 if phase.epochs > 1 else 1) * weights
+        for key, index, head_only, epochs in predicted_files(job):
+            phase = phases[index]
+            if key in sizes:
+                continue
+            kept = _head_bytes(job, width) if head_only else weights
+            sizes[key] = (kept, kept if epochs > 1 else 0)
+            if store.phase_done(key):
+                continue
+            plan.written += sum(sizes[key])
+            plan.transient += kept
+            if phase_kind(phase.trains).by_gradient:  # each epoch overwrites the checkpoint, maybe the selected weights
+                plan.transient += epochs * (CHECKPOINT_COPIES * weights + kept)
+                plan.peak = max(plan.peak, CHECKPOINT_COPIES * weights)
             if not phase_kind(phase.trains).caches_features:
                 continue
             for set_name, count in _set_images(job, images).items():
                 features = (repr(job.backbone_spec()), canonical_json(job.benchmark_meaning()), set_name,
                             job.seed if set_name == "train" else None)
-                if features not in pending:
-                    pending.add(features)
-                    kept += count * (4 * width + 8)  # float32 features and an int64 label per image
-    return kept, peak
+                if features not in seen:
+                    seen.add(features)
+                    plan.features += count * (4 * width + 8)  # float32 features and an int64 label per image
+    plan.written += plan.features + plan.records
+    plan.transient += plan.features + plan.records
+    keep = kept_roles(jobs, policy, set(), lambda key: True) if policy != "all" else {}
+    for key, (kept, selected) in sizes.items():
+        roles = keep.get(key, set()) if policy != "all" else {WEIGHTS, SELECTED_EPOCH}
+        if FINAL in roles:
+            roles = roles | {SELECTED_EPOCH if selected else WEIGHTS}
+        plan.retained_weights += kept * (WEIGHTS in roles) + selected * (SELECTED_EPOCH in roles)
+    return plan
+
+
+def estimate_bytes(jobs: list[Job], out: Path) -> tuple[int, int]:
+    """(bytes the pending jobs write into the store, bytes of the largest resume checkpoint written meanwhile)."""
+    plan = disk_plan(jobs, out, "all")
+    return plan.written, plan.peak
+
+
+def plan_lines(jobs: list[Job], out: Path, policy: str) -> list[str]:
+    """What `run --dry-run` says about disk: retained weights under the policy, and the writes on the way."""
+    plan = disk_plan(jobs, out, policy)
+    return [f"disk, --keep-weights {policy}: {_gb(plan.retained_weights)} of phase weights kept once the matrix is "
+            f"done (+ {_gb(plan.features)} of cached features, {_gb(plan.records)} of records and logs); "
+            f"{_gb(plan.written)} written into the store before pruning, {_gb(plan.transient)} of transient writes "
+            f"in all (resume checkpoints of {_gb(plan.peak)} at most, overwritten every epoch)"]
 
 
 def _gb(size: int) -> str:

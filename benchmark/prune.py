@@ -1,4 +1,5 @@
-"""The matrix a store is run with, the job records outside it, and `lpft-bench prune`, which removes them.
+"""The matrix a store is run with, the job records outside it, and `lpft-bench prune`, which removes them and the
+phase weights the keep-weights policy (engine.retention) no longer keeps.
 
 A store keeps every job it ever ran. When the data or the experiment changes, jobs get new ids and the old
 records stay: they are results of another matrix, so `run`, `status` and the tables count only the current
@@ -72,8 +73,40 @@ def main_prune(args, suite_jobs) -> int:
     if not _store(store).jobs_dir.is_dir():
         raise UsageError(f"no results store at {display_path(store)}: expected "
                          f"{display_path(_store(store).jobs_dir)}/<job id>/")
-    removed = prune(store, [job.id for job in jobs] if jobs is not None else matrix_ids(store), args.dry_run)
+    matrix = [job.id for job in jobs] if jobs is not None else matrix_ids(store)
+    removed = prune(store, matrix, args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{display_path(store)}: {verb} {len(removed)} job record(s) outside this matrix"
           + (f": {', '.join(removed)}" if removed else ""))
+    jobs = jobs if jobs is not None else _recorded_jobs(store, matrix)
+    if jobs is None:
+        print(f"{display_path(store)}: weights kept: jobs of its matrix have not run yet, and only their "
+              "definitions say what they will read; pass the matrix (--config FILE or --suite NAME)")
+        return 0
+    from lpft_bench.engine.retention import apply_policy
+
+    outcome = apply_policy(_store(store), jobs, args.keep_weights, args.dry_run)
+    if outcome is None:
+        print(f"{display_path(store)}: weights kept: another runner holds one of its jobs right now")
+        return 0
+    files, size = outcome
+    print(f"{display_path(store)}: --keep-weights {args.keep_weights}: {verb} {len(files)} phase weights file(s), "
+          f"{size / 1e6:.1f} MB; every record stays")
     return 0
+
+
+def _recorded_jobs(store: Path, matrix: list[str]):
+    """The matrix's jobs as their records define them; None when one has no readable record (not run yet)."""
+    from lpft_bench.engine import Job
+    from lpft_bench.engine.store_files import CorruptFile
+
+    jobs = []
+    for job_id in matrix:
+        try:
+            record = _store(store).load_record(job_id)
+        except CorruptFile:
+            return None
+        if record is None or not isinstance(record.get("job"), dict):
+            return None
+        jobs.append(Job.from_dict(record["job"]))
+    return jobs

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import sys
 import time
 import traceback
 import warnings
@@ -25,7 +26,9 @@ from lpft_bench.strategies.posthoc import calibration, predict
 
 from .identity import Job, RunContext, feature_key, phase_key
 from lpft_bench.loggers import phase_loggers
+from .retention import keeps_source_backbone
 from .store import Store
+from .store_files import PhaseResult, state_digest
 
 RECORD_SCHEMA = "lpft-bench/record/v1"
 
@@ -172,37 +175,87 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
     job_dir = work_dir or ctx.job_dir(job)
     trainers = Trainers(ctx, job_dir, job)
     store = ctx.store
-    records, start_of_previous = [], None
-    for index, phase in enumerate(phases):
+    keys = [phase_key(job, phases, index) for index in range(len(phases))]
+    first, start_of_previous = _resume(store, prepared, keys)
+    records = [{**store.load_phase_record(key), "reused": key} for key in keys[:first]]
+    if first:
+        _after_phase(prepared, first - 1)
+    for index in range(first, len(phases)):
+        phase, key = phases[index], keys[index]
         interrupts.check()  # between phases: everything before is in the phase store
         keeps_start = index + 1 < len(phases) and phase_kind(phases[index + 1].trains).needs_previous_start
         start = cpu_state(model) if keeps_start else None
-        key = phase_key(job, phases, index)
         stored = store.load_phase(key)
-        if stored is not None:
-            record, state = stored
-            records.append({**record, "reused": key})
-            model.load_state_dict(state)
-            prepared.selected_state = store.load_selected(key)
+        if stored is not None and _load(stored, model):
+            records.append({**stored.record, "reused": key})
+            prepared.selected_state = _full(stored.selected, model)
         elif phase.seed is not None and phase.seed != job.seed:
             record, state, prepared.selected_state = _run_pinned(job, phases[: index + 1], ctx, job_dir)
             records.append({**record, "reused": key})
             model.load_state_dict(state)
         else:
+            source = state_digest(model.backbone.state_dict()) if keeps_source_backbone(phases, index) else None
             context = phase_context(job, prepared, ctx, key, job_dir, trainers, start_of_previous)
             record = phase_kind(phase.trains).run(phase, context)
             records.append(record)
             prepared.selected_state = context.selected_state
             if trainers.is_rank_zero:
-                store.save_phase(key, model.state_dict(), record, context.selected_state)
+                # A phase that left the source backbone as it found it keeps its head alone, naming that backbone.
+                unchanged = source is not None and state_digest(model.backbone.state_dict()) == source
+                store.save_phase(key, model.state_dict(), record, context.selected_state, source if unchanged else None)
                 Store.remove_checkpoints(job_dir, key)
-        kind = phase_kind(phase.trains)
-        head_only = kind.by_gradient and not kind.trains_backbone
-        if index + 1 < len(phases) and head_only and prepared.selected_state is not None:
-            model.load_state_dict(prepared.selected_state)  # the next phase starts from the probe's best epoch
-            prepared.selected_state = None
+        _after_phase(prepared, index)
         start_of_previous = start
     return records, trainers.world_size, trainers.is_rank_zero
+
+
+def _after_phase(prepared: PreparedJob, index: int) -> None:
+    """The next phase starts from a head-probing phase's selected epoch, where that is not its last."""
+    kind = phase_kind(prepared.phases[index].trains)
+    if index + 1 < len(prepared.phases) and kind.by_gradient and not kind.trains_backbone \
+            and prepared.selected_state is not None:
+        prepared.model.load_state_dict(prepared.selected_state)
+        prepared.selected_state = None
+
+
+def _full(state: dict | None, model) -> dict | None:
+    """A stored state over the model's own: a head-only state takes the (verified) backbone the model holds."""
+    return None if state is None else {**model.state_dict(), **state}
+
+
+def _load(stored: PhaseResult, model) -> bool:
+    """Load a stored phase's weights into the model; False where it has none (the keep-weights policy dropped
+    them) or where it is a head whose backbone digest is not that of the backbone the model holds."""
+    if stored.weights is None:
+        return False
+    if stored.backbone_sha256 and state_digest(model.backbone.state_dict()) != stored.backbone_sha256:
+        print(f"lpft-bench: phase {stored.record.get('name')}: its head sat on another backbone than this job's "
+              "source (digest differs); recomputing the phase", file=sys.stderr)
+        return False
+    model.load_state_dict(_full(stored.weights, model))
+    return True
+
+
+def _resume(store: Store, prepared: PreparedJob, keys: list[str]) -> tuple[int, dict | None]:
+    """(index of the first phase to run, the start of the phase before it where that phase needs it), the
+    model loaded with the last stored result it can start from: phases before it are taken from the store,
+    by their records, without loading their weights."""
+    model, phases = prepared.model, prepared.phases
+    first = next((i for i, key in enumerate(keys) if not store.phase_done(key)), len(keys))
+    while first > 0:
+        reads = [first - 1]
+        if first < len(phases) and first >= 2 and phase_kind(phases[first].trains).needs_previous_start:
+            reads.insert(0, first - 2)
+        results = [store.load_phase(keys[i]) for i in reads]
+        start_of_previous = None
+        if all(result is not None and result.weights is not None for result in results):
+            if len(results) == 2 and _load(results[0], model):
+                start_of_previous = cpu_state(model)
+            if (len(results) == 1 or start_of_previous is not None) and _load(results[-1], model):
+                prepared.selected_state = _full(results[-1].selected, model)
+                return first, start_of_previous
+        first -= 1  # weights dropped or unusable: one phase earlier
+    return 0, None
 
 
 def calibrate(prepared: PreparedJob, device: torch.device) -> dict:
@@ -267,8 +320,6 @@ def record_failure(job: Job, ctx: RunContext, error: BaseException) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Worker entry point: `python -m lpft_bench.engine.execution JOB_JSON CONTEXT_JSON` (DDP re-executes it)."""
-    import sys
-
     args = argv if argv is not None else sys.argv[1:]
     job = Job.from_dict(json.loads(args[0]))
     ctx = RunContext.from_dict(json.loads(args[1]))

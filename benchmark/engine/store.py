@@ -306,24 +306,51 @@ class Store:
     def phase_done(self, key: str) -> bool:
         return (self.phase_dir(key) / RECORD).exists()
 
-    def save_phase(self, key: str, state: dict, record: dict, selected: dict | None = None) -> None:
+    def save_phase(self, key: str, state: dict, record: dict, selected: dict | None = None,
+                   backbone_sha256: str | None = None) -> None:
         """The weights after a phase (and, where selection picks an earlier epoch, that epoch's), then its
-        record: a phase directory with a record is complete."""
-        store_files.save_phase(self.phase_dir(key), state, finite(record), selected)
+        record: a phase directory with a record is complete. With `backbone_sha256` (the backbone is the job's
+        source backbone, that digest): the head alone."""
+        store_files.save_phase(self.phase_dir(key), state, finite(record), selected, backbone_sha256)
 
-    def load_phase(self, key: str):
-        """A stored phase result (record, weights) or None (see store_files.load_phase)."""
+    def load_phase(self, key: str) -> store_files.PhaseResult | None:
         return store_files.load_phase(self.phase_dir(key))
 
     def load_phase_record(self, key: str) -> dict | None:
         return store_files.load_phase_record(self.phase_dir(key))
 
-    def load_selected(self, key: str):
-        return store_files.load_selected(self.phase_dir(key))
+    def phase_weight_files(self, key: str) -> list[Path]:
+        """The weights files a stored phase holds now."""
+        directory = self.phase_dir(key)
+        return [directory / name for name in store_files.WEIGHT_FILES if (directory / name).is_file()]
+
+    def stored_phase_keys(self) -> list[str]:
+        """Keys of the finished phases (set-aside copies left out)."""
+        return sorted(p.name for p in self.phases_dir.glob("*")
+                      if ".corrupt-" not in p.name and (p / RECORD).is_file())
 
     def unreadable_phase_files(self) -> list[str]:
         """`<file>: <why>` for each weights file of a finished phase (one with its record) that would not load."""
         return store_files.unreadable_phase_files(self.phases_dir)
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes on disk by kind: phase weights, cached features, resume checkpoints (with the selected weights
+        a running phase keeps beside them), records and logs (jobs' and phases'), and other files (tables)."""
+        sizes = dict.fromkeys(("weights", "features", "checkpoints", "records and logs", "other"), 0)
+        for path in self.root.rglob("*"):
+            if not path.is_file() or path.is_symlink():
+                continue
+            parts = path.relative_to(self.root).parts
+            if parts[0] == "phases":
+                kind = "weights" if path.name in store_files.WEIGHT_FILES else "records and logs"
+            elif parts[0] == "features":
+                kind = "features"
+            elif parts[0] == "jobs":
+                kind = "checkpoints" if "checkpoints" in parts else "records and logs"
+            else:
+                kind = "other"
+            sizes[kind] += path.stat().st_size
+        return sizes
 
     # The feature cache.
     def cached_features(self, path: Path, extract: Callable[[], tuple[np.ndarray, np.ndarray]]

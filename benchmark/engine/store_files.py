@@ -1,8 +1,14 @@
-"""The files inside a store's directories: a phase result's weights and record, and how to tell a damaged one."""
+"""The files inside a store's directories: a phase result's weights and record, and how to tell a damaged one.
+
+A phase whose backbone is the one the job started from (a probe over a frozen backbone) keeps its head alone
+(`head.safetensors`) and its record names the backbone's digest (`backbone_sha256`): whoever loads it rebuilds
+the backbone from its source and must find that digest. Any other phase keeps its whole model."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,7 +19,35 @@ from lpft_bench.storage import atomic_write, set_aside, write_json
 
 RECORD = "record.json"
 MODEL = "model.safetensors"
+HEAD = "head.safetensors"
 SELECTED = "selected.safetensors"
+WEIGHT_FILES = (MODEL, HEAD, SELECTED)
+BACKBONE_PREFIX = "backbone."
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state's names, dtypes, shapes and bytes, in name order: which weights a head sat on."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def without_backbone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
+
+
+@dataclass
+class PhaseResult:
+    """A stored phase: its record, its weights (None where the keep-weights policy dropped them), the weights of
+    its selected epoch where that is not its last, and for a head-only result the digest of its backbone."""
+
+    record: dict
+    weights: dict[str, torch.Tensor] | None
+    selected: dict[str, torch.Tensor] | None
+    backbone_sha256: str | None = None
 
 
 class CorruptFile(Exception):
@@ -40,10 +74,18 @@ def _save_tensors(path: Path, state: dict[str, torch.Tensor]) -> None:
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
-def save_phase(directory: Path, state: dict, record: dict, selected: dict | None = None) -> None:
-    _save_tensors(directory / MODEL, state)
-    if selected is not None:
-        _save_tensors(directory / SELECTED, selected)
+def save_phase(directory: Path, state: dict, record: dict, selected: dict | None = None,
+               backbone_sha256: str | None = None) -> None:
+    """`backbone_sha256` given: the backbone is that of the job's source, so only the head is kept."""
+    if backbone_sha256 is not None:
+        _save_tensors(directory / HEAD, without_backbone(state))
+        if selected is not None:
+            _save_tensors(directory / SELECTED, without_backbone(selected))
+        record = {**record, "backbone_sha256": backbone_sha256}
+    else:
+        _save_tensors(directory / MODEL, state)
+        if selected is not None:
+            _save_tensors(directory / SELECTED, selected)
     write_json(directory / RECORD, record)
 
 
@@ -60,13 +102,17 @@ def load_phase_record(directory: Path) -> dict | None:
         return None
 
 
-def load_phase(directory: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
-    """A stored phase result (record, model state), or None when that phase has not completed or its files are
-    unreadable (then the directory is moved aside and the phase recomputed)."""
+def load_phase(directory: Path) -> PhaseResult | None:
+    """A stored phase result, or None when that phase has not completed or its files are unreadable (then the
+    directory is moved aside and the phase recomputed)."""
     if not (directory / RECORD).exists():
         return None
     try:
-        return json.loads((directory / RECORD).read_text()), load_safetensors(directory / MODEL)
+        record = json.loads((directory / RECORD).read_text())
+        digest = record.get("backbone_sha256")
+        weights_file = directory / (HEAD if digest else MODEL)
+        weights = load_safetensors(weights_file) if weights_file.exists() else None
+        return PhaseResult(record, weights, load_selected(directory), digest)
     except Exception as error:  # safetensors raises its own error types for truncated or garbled files
         set_aside(directory, f"phase result unreadable ({error}), recomputing it")
         return None
@@ -95,13 +141,14 @@ def safetensors_problem(path: Path) -> str | None:
 
 
 def unreadable_phase_files(phases_dir: Path) -> list[str]:
-    """`<file>: <why>` for each weights file of a finished phase (one with its record) that would not load."""
+    """`<file>: <why>` for each weights file of a finished phase (one with its record) that would not load; a
+    file the keep-weights policy removed is missing on purpose."""
     problems = []
     for directory in sorted(Path(phases_dir).glob("*")):
         if ".corrupt-" in directory.name or not (directory / RECORD).is_file():
             continue  # set aside already, or not finished
-        for name in (MODEL, SELECTED):
+        for name in WEIGHT_FILES:
             problem = safetensors_problem(directory / name)
-            if problem and not (name == SELECTED and problem == "missing"):
+            if problem and problem != "missing":
                 problems.append(f"{directory / name}: {problem}")
     return problems

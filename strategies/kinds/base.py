@@ -75,6 +75,11 @@ class PhaseKind:
     def validate(self, phase: "Phase") -> None:
         """Raise ValueError naming the field when `phase` is not a valid phase of this kind."""
 
+    def keeps_backbone(self, phase: "Phase") -> bool:
+        """Whether the phase leaves every backbone weight and statistic as it found them (then the store keeps
+        its head alone, verified by the backbone's digest when it is saved)."""
+        return False
+
     def settings(self, phase: "Phase", mode: str) -> dict:
         """What else the phase's result depends on beyond its fields, given the benchmark's mode (paper or
         clean): part of the job's identity and its phase keys, so a changed setting never reuses a stale result."""

@@ -96,6 +96,10 @@ class GradientPhase(PhaseKind):
         if phase.epochs < 1:
             raise ValueError(f"phase {phase.name!r}: a gradient phase needs epochs >= 1, got {phase.epochs}")
 
+    def keeps_backbone(self, phase) -> bool:
+        """The head-probing kind, where no backbone block is re-initialised or trained with the head."""
+        return isinstance(self.trainability, HeadOnly) and not phase.also_train and not phase.reinit
+
     def forward_passes(self, phase, sizes: dict[str, int], probe_size: int, extracted: set[str]) -> int:
         """Every training image each epoch, every evaluation set each validation, and where the backbone trains
         the diagnostics (training probe at the start, each evaluation probe at start and end)."""

@@ -35,6 +35,9 @@ class LogisticProbe(PhaseKind):
         if not phase.probe_Cs:
             raise ValueError(f"phase {phase.name!r}: a logistic probe needs its regularisation path probe_Cs")
 
+    def keeps_backbone(self, phase) -> bool:
+        return True
+
     def settings(self, phase, mode: str) -> dict:
         return {"probe": PROBE_SETTINGS[mode].describe()}
 

@@ -1,0 +1,111 @@
+"""Weights a store chooses to keep (`--keep-weights`): a probe over the frozen backbone keeps its head alone,
+every policy and `prune` keep every record and every weight a pending job's later phase reads, and a rerun
+after pruning retrains nothing that finished."""
+import json
+import shutil
+
+import pytest
+from safetensors.torch import load_file
+
+from lpft_bench.cli import main
+from lpft_bench.cli_parser import KEEP_WEIGHTS
+from lpft_bench.engine import Job, RunContext, phase_key
+from lpft_bench.engine.retention import DEFAULT_POLICY, POLICIES, apply_policy
+from lpft_bench.preflight import disk_plan
+from lpft_bench.runner import run_matrix
+from lpft_bench.strategies import get_strategy
+
+TINY = {"subset": 60}
+FINISHED = [Job("digits", "lp", seed=0, benchmark_options=TINY),
+            Job("digits", "lp-ft", seed=0, hparams={"epochs": 1}, benchmark_options=TINY),
+            Job("digits", "hp-ft", seed=0, hparams={"epochs": 1, "hp_epochs": 1}, benchmark_options=TINY)]
+# Not run yet: its FT phase reads the probe the finished lp and lp-ft jobs share.
+PENDING = Job("digits", "lp-ft", seed=0, hparams={"epochs": 1, "lr": 1e-3}, benchmark_options=TINY)
+
+
+def _keys(job):
+    phases = get_strategy(job.strategy).phases(job.hparams)
+    return [phase_key(job, phases, i) for i in range(len(phases))]
+
+
+def _records(store):
+    return sorted(str(p.relative_to(store)) for p in store.rglob("record.json"))
+
+
+@pytest.fixture(scope="module")
+def finished_store(tmp_path_factory):
+    ctx = RunContext(out=tmp_path_factory.mktemp("keep") / "store", accelerator="cpu")
+    result = run_matrix(FINISHED, ctx, progress=False)
+    assert (result.done, result.failed) == (3, 0)
+    return ctx.out
+
+
+def test_the_parser_offers_the_engine_policies():
+    assert KEEP_WEIGHTS == POLICIES and DEFAULT_POLICY == "none"
+
+
+@pytest.mark.slow
+def test_a_probe_over_the_frozen_backbone_stores_its_head_and_the_backbone_digest(finished_store):
+    for job in (FINISHED[0], FINISHED[2]):  # the logistic probe, and hp-ft's SGD head probe
+        probe = finished_store / "phases" / _keys(job)[0]
+        assert not (probe / "model.safetensors").exists()
+        assert set(load_file(str(probe / "head.safetensors"))) == {"head.weight", "head.bias"}
+        assert len(json.loads((probe / "record.json").read_text())["backbone_sha256"]) == 64
+    fine_tuned = finished_store / "phases" / _keys(FINISHED[1])[1]
+    assert any(name.startswith("backbone.") for name in load_file(str(fine_tuned / "model.safetensors")))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_policy_keeps_every_record_and_what_a_pending_job_reads_and_the_rerun_retrains_nothing(
+        finished_store, tmp_path, policy):
+    store = tmp_path / "store"
+    shutil.copytree(finished_store, store)
+    records = _records(store)
+    weights = sorted(p for p in (store / "phases").rglob("*.safetensors"))
+    ctx = RunContext(out=store, accelerator="cpu")
+    jobs = [*FINISHED, PENDING]
+    removed, _ = apply_policy(ctx.store, jobs, policy)
+    assert _records(store) == records, "records are never dropped"
+    probe = store / "phases" / _keys(PENDING)[0]
+    assert (probe / "head.safetensors").exists(), "the pending lp-ft's FT reads the shared probe"
+    hp_ft_final = store / "phases" / _keys(FINISHED[2])[-1]
+    assert list(hp_ft_final.glob("*.safetensors")), "the report reads hp-ft's fine-tuned weights"
+    lp_ft_final = store / "phases" / _keys(FINISHED[1])[-1]
+    if policy == "all":
+        assert removed == []
+    if policy == "selected":
+        assert list(lp_ft_final.glob("*.safetensors")), "each job's selected weights"
+    if policy == "none":
+        assert not list(lp_ft_final.glob("*.safetensors")) and removed
+    assert sorted(p for p in (store / "phases").rglob("*.safetensors")) == sorted(set(weights) - set(removed))
+
+    result = run_matrix(jobs, ctx, progress=False)
+    assert (result.skipped, result.done, result.failed) == (3, 1, 0), "finished jobs are not retrained"
+    rerun = ctx.store.load_record(PENDING.id)
+    assert rerun["phases"][0]["reused"] == _keys(PENDING)[0], "the probe was loaded, not refitted"
+
+
+@pytest.mark.slow
+def test_prune_drops_weights_by_policy_and_status_shows_the_size_by_kind(finished_store, tmp_path, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(finished_store, store)
+    records = _records(store)
+    assert main(["prune", "--out", str(store), "--keep-weights", "none", "--dry-run"]) == 0
+    assert "would remove" in capsys.readouterr().out and len(list(store.rglob("*.safetensors"))) > 1
+    assert main(["prune", "--out", str(store), "--keep-weights", "none"]) == 0
+    assert "phase weights file(s)" in capsys.readouterr().out
+    assert _records(store) == records
+    kept = sorted(p.parent.name for p in (store / "phases").rglob("*.safetensors"))
+    assert kept == [_keys(FINISHED[2])[-1]], "none keeps the hp-ft job's final weights alone"
+    assert main(["status", "--out", str(store)]) == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if "size:" in row)
+    assert all(kind in line for kind in ("weights", "features", "checkpoints", "records and logs"))
+
+
+def test_the_retained_weights_shrink_from_all_to_selected_to_none(tmp_path, capsys):
+    jobs = [*FINISHED, PENDING, Job("digits", "ft", seed=0, hparams={"epochs": 3}, benchmark_options=TINY)]
+    retained = [disk_plan(jobs, tmp_path, policy).retained_weights for policy in ("all", "selected", "none")]
+    assert retained[0] > retained[1] > retained[2] > 0
+    assert main(["run", "--suite", "quickstart", "--dry-run", "--out", str(tmp_path)]) == 0
+    assert "disk, --keep-weights none:" in capsys.readouterr().out
