@@ -82,8 +82,8 @@ def set_rng_states(states: dict) -> None:
 
 class EpochCheckpoint(Checkpoint):
     """The phase's resume checkpoint at `path`: model, optimizer, scheduler, loop and callback state and the RNG
-    state, replaced atomically at the end of a training epoch (every epoch, or the first epoch ending
-    `every_minutes` after the last write), whatever Lightning's `ModelCheckpoint` flags do in a given version.
+    state, replaced atomically at the end of a training epoch (every epoch but the last, or the first epoch
+    ending `every_minutes` after the last write), whatever Lightning's `ModelCheckpoint` flags do in a given version.
 
     A `Checkpoint`, so Lightning calls it after every other callback: their end-of-epoch state (the recorded
     epochs, the diagnostics' start) is in it, and the selected weights are flushed before it. Every rank calls
@@ -94,6 +94,8 @@ class EpochCheckpoint(Checkpoint):
         self._last_write = time.monotonic()
 
     def _due(self, trainer) -> bool:
+        if trainer.current_epoch + 1 >= trainer.max_epochs:
+            return False  # the fit ends here and its result goes to the phase store: nothing left to resume
         if self.every_minutes is None:
             return True
         due = time.monotonic() - self._last_write >= 60 * self.every_minutes
