@@ -38,15 +38,18 @@ class ProgressNote(Callback):
 class SelectedWeights(Callback):
     """The weights of the epoch selection would pick so far (the recorder's rows, so a resumed phase picks as an
     uninterrupted one), held in memory: what the phase's final pass evaluates when that is not its last epoch.
-    `flush` writes them into `directory` with each resume checkpoint (`EpochCheckpoint`), one file named by its
-    epoch, and `keep_only_flushed` removes older ones once the checkpoint is in place: whatever checkpoint a
-    resumed phase restarts from, the weights of the epoch its rows select are on disk."""
+    With each resume checkpoint (`EpochCheckpoint`), `flush` writes them into `directory`, one file named by its
+    epoch, unless they are the checkpoint's own model, and `keep_only_flushed` removes older files once the
+    checkpoint is in place: whatever checkpoint a resumed phase restarts from, the weights of the epoch its rows
+    select are in it or beside it."""
 
     def __init__(self, directory: Path, recorder: "EpochRecorder", selection_set: str):
         self.directory, self.recorder, self.selection_set = Path(directory), recorder, selection_set
         self.state: dict[str, torch.Tensor] | None = None
         self.epoch: int | None = None
         self._written: int | None = None
+        self._in_checkpoint: int | None = None  # the selected epoch, where it is the checkpoint's own epoch
+        self._restored: int | None = None
 
     def path(self, epoch: int) -> Path:
         return self.directory / f"selected-{epoch}.safetensors"
@@ -58,20 +61,33 @@ class SelectedWeights(Callback):
             self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
             self.epoch = chosen["epoch"]
 
-    def flush(self) -> None:
-        """Write the selected weights if they changed since the last write (rank zero, before the checkpoint)."""
-        if self.state is None or self._written == self.epoch:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._restored is not None:  # resumed from a checkpoint of the selected epoch: its model is that epoch's
+            self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
+            self.epoch, self._restored = self._restored, None
+
+    def flush(self, checkpoint_epoch: int) -> None:
+        """Before the checkpoint of `checkpoint_epoch` (rank zero): write the selected weights if they are another
+        epoch's and changed since the last write."""
+        self._in_checkpoint = self.epoch if self.epoch == checkpoint_epoch else None
+        if self.state is None or self._in_checkpoint is not None or self._written == self.epoch:
             return
         state = {k: v.contiguous() for k, v in self.state.items()}
         atomic_write(self.path(self.epoch), lambda tmp: save_file(state, str(tmp)))
         self._written = self.epoch
 
     def keep_only_flushed(self) -> None:
-        """Remove every other epoch's file (after the checkpoint that selects the flushed one is in place)."""
-        if self._written is not None:
-            for path in self.directory.glob("selected-*.safetensors"):
-                if path != self.path(self._written):
-                    path.unlink(missing_ok=True)
+        """Remove every file the checkpoint now in place does not need."""
+        needed = self.path(self.epoch) if self._in_checkpoint is None and self.epoch is not None else None
+        for path in self.directory.glob("selected-*.safetensors"):
+            if path != needed:
+                path.unlink(missing_ok=True)
+
+    def state_dict(self) -> dict:
+        return {"in_checkpoint": self._in_checkpoint}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored = state_dict["in_checkpoint"]
 
     def weights_of(self, epoch: int) -> dict[str, torch.Tensor]:
         """Epoch `epoch`'s weights: in memory, or (a resumed phase that selects an epoch from before its restart)

@@ -104,7 +104,7 @@ class EpochCheckpoint(Checkpoint):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self._due(trainer):
             if trainer.is_global_zero:
-                self.selected.flush()
+                self.selected.flush(trainer.current_epoch)
             partial = self.path.with_name(f".{self.path.name}.partial")
             trainer.save_checkpoint(partial)
             if trainer.is_global_zero:
