@@ -88,7 +88,8 @@ def prepare_job(job: Job, ctx: RunContext) -> PreparedJob:
     dm.setup("fit")
     model = Classifier(backbone, dm.num_classes, head=hparams.get("head", "linear"))
     pretrained = {k: v.detach().clone() for k, v in backbone.named_parameters()}
-    buffers = {k: v.detach().clone() for k, v in backbone.named_buffers()}
+    # Only pretrained weights are what the feature cache holds (scratch starts from a random backbone).
+    buffers = {k: v.detach().clone() for k, v in backbone.named_buffers()} if strategy.pretrained else None
     return PreparedJob(model, dm, strategy.phases(job.hparams), hparams, pretrained, pretrained_buffers=buffers)
 
 
@@ -156,7 +157,8 @@ def _features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, d
 
 
 def _pretrained_features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, dataset):
-    """The set's cached eval-view features where the backbone is still exactly the pretrained one, else None."""
+    """The set's cached eval-view features where the backbone is still exactly the pretrained one (never for a job
+    that starts from random weights: its features are not the cache's), else None."""
     if prepared.pretrained_buffers is None:
         return None
     backbone = prepared.model.backbone
