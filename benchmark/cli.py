@@ -136,7 +136,8 @@ def _run_matrix(args: argparse.Namespace) -> int:
         return 2
     ctx = RunContext(out=out, data_root=data_root, accelerator=args.accelerator, devices=args.devices, nodes=args.nodes,
                      num_workers=args.num_workers, precision=args.precision, logger=args.logger,
-                     compile=args.compile)
+                     compile=args.compile, eval_every_epoch=args.eval_every_epoch,
+                     checkpoint_every_minutes=args.checkpoint_every_minutes)
     slurm = {"cluster": args.slurm_cluster, **parse_options(args.slurm_option or [])}
     if args.slurm_partition:
         slurm["slurm_partition"] = args.slurm_partition

@@ -24,6 +24,16 @@ def handler(func: str | Callable) -> Callable:
     return getattr(import_module(module), name)
 
 
+def _positive_minutes(text: str) -> float:
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = float("nan")
+    if not minutes > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, e.g. 30, not {text!r}")
+    return minutes
+
+
 def _arguments_beside_the_code(parser: argparse.ArgumentParser, adder: str, parsed: bool) -> None:
     if parsed:
         handler(adder)(parser)
@@ -85,6 +95,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                      help="besides the CSV log in the store, Lightning's logger of that name (runs named by job id "
                           "and phase, tagged with the job's meaning)")
     run.add_argument("--compile", action="store_true", help="torch.compile the model in every gradient phase")
+    run.add_argument("--eval-every-epoch", action="store_true",
+                     help="record every evaluation set's accuracy after every epoch (per-epoch curves), not only the "
+                          "selection set's; the results are the same")
+    run.add_argument("--checkpoint-every-minutes", type=_positive_minutes, metavar="N",
+                     help="write a gradient phase's resume checkpoint at the first epoch end N minutes after the last "
+                          "(default: every epoch); a kill loses at most the epochs since")
     run.add_argument("--dry-run", action="store_true", help="print the expanded jobs and their count")
     run.add_argument("--no-preflight", action="store_true",
                      help="skip decoding every image of the folder benchmarks before the first job")

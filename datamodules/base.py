@@ -198,6 +198,8 @@ class ShiftDataModule(L.LightningDataModule):
             raise ValueError(f"subset must be a positive number of images, not {subset!r}")
         self.subset = subset
         self._splits: ShiftSplits | None = None
+        # Names of the sets evaluated after every training epoch (None: all); a gradient phase sets it.
+        self.epoch_sets: list[str] | None = None
 
     def build_splits(self) -> ShiftSplits:
         raise NotImplementedError
@@ -248,6 +250,9 @@ class ShiftDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # Its own generator: a loader without one draws its workers' base seed from the global generator on
+            # every iteration, so how many sets are evaluated would shift the training augmentations' stream.
+            generator=None if shuffle else torch.Generator(),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -257,9 +262,17 @@ class ShiftDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size {self.batch_size} is not divisible by the {world_size} DDP processes")
         return self._loader(self.splits.train, self.batch_size // world_size, shuffle=True)
 
+    @property
+    def epoch_eval_sets(self) -> list[EvalSet]:
+        """The sets Lightning's validation loop evaluates: those named in `epoch_sets`, or every one."""
+        if self.epoch_sets is None:
+            return self.eval_sets
+        return [s for s in self.eval_sets if s.name in self.epoch_sets]
+
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(s.dataset, self.eval_batch_size, shuffle=False) for s in self.eval_sets]
+        return [self._loader(s.dataset, self.eval_batch_size, shuffle=False) for s in self.epoch_eval_sets]
 
     def eval_loader(self, dataset: Dataset) -> DataLoader:
         """A plain, unsharded loader (feature extraction, metrics on probe subsets)."""
-        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers,
+                          generator=torch.Generator())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -10,11 +11,12 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from lpft_bench.storage import atomic_write, write_json
 
 from .metrics import average_initial_energy, feature_change, parameter_distance
+from .posthoc import forward_outputs
 from .selection import select_epoch
 
 
@@ -34,18 +36,67 @@ class ProgressNote(Callback):
 
 
 class SelectedWeights(Callback):
-    """Keeps the weights of the epoch selection would pick so far (the recorder's rows, so a resumed phase picks as
-    an uninterrupted one), in `path`: what the job is calibrated at when that is not its last epoch."""
+    """The weights of the epoch selection would pick so far (the recorder's rows, so a resumed phase picks as an
+    uninterrupted one), held in memory: what the phase's final pass evaluates when that is not its last epoch.
+    With each resume checkpoint (`EpochCheckpoint`), `flush` writes them into `directory`, one file named by its
+    epoch, unless they are the checkpoint's own model, and `keep_only_flushed` removes older files once the
+    checkpoint is in place: whatever checkpoint a resumed phase restarts from, the weights of the epoch its rows
+    select are in it or beside it."""
 
-    def __init__(self, path, recorder: "EpochRecorder", selection_set: str):
-        self.path, self.recorder, self.selection_set = path, recorder, selection_set
+    def __init__(self, directory: Path, recorder: "EpochRecorder", selection_set: str):
+        self.directory, self.recorder, self.selection_set = Path(directory), recorder, selection_set
+        self.state: dict[str, torch.Tensor] | None = None
+        self.epoch: int | None = None
+        self._written: int | None = None
+        self._in_checkpoint: int | None = None  # the selected epoch, where it is the checkpoint's own epoch
+        self._restored: int | None = None
+
+    def path(self, epoch: int) -> Path:
+        return self.directory / f"selected-{epoch}.safetensors"
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rows = self.recorder.epochs
         chosen = select_epoch(rows, self.selection_set) if rows else None
-        if trainer.is_global_zero and chosen is not None and chosen is rows[-1] and chosen["epoch"] == trainer.current_epoch:
-            state = {k: v.detach().cpu().contiguous() for k, v in pl_module.model.state_dict().items()}
-            atomic_write(self.path, lambda tmp: save_file(state, str(tmp)))
+        if chosen is not None and chosen is rows[-1] and chosen["epoch"] == trainer.current_epoch:
+            self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
+            self.epoch = chosen["epoch"]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._restored is not None:  # resumed from a checkpoint of the selected epoch: its model is that epoch's
+            self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
+            self.epoch, self._restored = self._restored, None
+
+    def flush(self, checkpoint_epoch: int) -> None:
+        """Before the checkpoint of `checkpoint_epoch` (rank zero): write the selected weights if they are another
+        epoch's and changed since the last write."""
+        self._in_checkpoint = self.epoch if self.epoch == checkpoint_epoch else None
+        if self.state is None or self._in_checkpoint is not None or self._written == self.epoch:
+            return
+        state = {k: v.contiguous() for k, v in self.state.items()}
+        atomic_write(self.path(self.epoch), lambda tmp: save_file(state, str(tmp)))
+        self._written = self.epoch
+
+    def keep_only_flushed(self) -> None:
+        """Remove every file the checkpoint now in place does not need."""
+        needed = self.path(self.epoch) if self._in_checkpoint is None and self.epoch is not None else None
+        for path in self.directory.glob("selected-*.safetensors"):
+            if path != needed:
+                path.unlink(missing_ok=True)
+
+    def state_dict(self) -> dict:
+        return {"in_checkpoint": self._in_checkpoint}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored = state_dict["in_checkpoint"]
+
+    def weights_of(self, epoch: int) -> dict[str, torch.Tensor]:
+        """Epoch `epoch`'s weights: in memory, or (a resumed phase that selects an epoch from before its restart)
+        the file written with the checkpoint it resumed from."""
+        if self.epoch == epoch:
+            return self.state
+        if self.path(epoch).exists():
+            return load_file(str(self.path(epoch)))
+        raise RuntimeError(f"the weights of selected epoch {epoch} are neither in memory nor in {self.path(epoch)}")
 
 
 class EpochRecorder(Callback):
@@ -92,46 +143,26 @@ class EpochRecorder(Callback):
         self.epochs = list(state_dict["epochs"])
 
 
-@torch.no_grad()
-def _outputs(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256):
-    """Features, logits and labels of `dataset` in eval mode; the model's train/eval state is restored after."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    features, logits, labels = [], [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size):
-        z = model.backbone(x.to(device))
-        features.append(z.float().cpu())
-        logits.append(model.head(z).float().cpu())
-        labels.append(y)
-    for module, mode in modes.items():
-        module.training = mode
-    return torch.cat(features), torch.cat(logits), torch.cat(labels)
+def probe_outputs(model: nn.Module, dataset: Dataset, device: torch.device):
+    """Features, logits and labels of a (small) probe set in eval mode."""
+    return forward_outputs(model, DataLoader(dataset, batch_size=256, generator=torch.Generator()), device)
 
 
 class FinetuneDiagnostics(Callback):
-    """What Ren et al. and Kumar et al. measure around fine-tuning, on fixed probe subsets, in eval mode.
+    """The start of what Ren et al. and Kumar et al. measure around fine-tuning, on a fixed training probe subset,
+    in eval mode: the starting head's accuracy and loss on training data, the average initial energy, the head
+    norm. Checkpointed (four numbers), so a resumed fit reports its true start; the end (`feature_diagnostics`)
+    is measured on the phase's final pass."""
 
-    At the start of the fit: accuracy and loss of the starting head on training data, the average initial
-    energy, the head norm, and the features z_0 of every probe set. At its end: feature change z_0 -> z_T
-    per evaluation set, its ID/OOD ratio, and the backbone's distance from the pretrained weights.
-    The start state is checkpointed, so a resumed fit still compares with the true z_0.
-    """
-
-    def __init__(self, train_probe: Dataset, eval_probes: dict[str, Dataset], splits: dict[str, str],
-                 pretrained: dict[str, torch.Tensor]):
+    def __init__(self, train_probe: Dataset):
         self.train_probe = train_probe
-        self.eval_probes = eval_probes
-        self.splits = splits
-        self.pretrained = pretrained
         self.start: dict = {}
-        self.initial_features: dict[str, torch.Tensor] = {}
-        self.end: dict = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.start:  # restored from a checkpoint: the fit had already begun
             return
-        model, device = pl_module.model, pl_module.device
-        _, logits, labels = _outputs(model, self.train_probe, device)
+        model = pl_module.model
+        _, logits, labels = probe_outputs(model, self.train_probe, pl_module.device)
         head_norm = torch.sqrt(sum((p.detach().double() ** 2).sum() for p in model.head.parameters()))
         self.start = {
             "train_acc": float((logits.argmax(-1) == labels).float().mean()),
@@ -139,26 +170,25 @@ class FinetuneDiagnostics(Callback):
             "average_initial_energy": average_initial_energy(logits, labels),
             "head_norm": float(head_norm),
         }
-        self.initial_features = {name: _outputs(model, ds, device)[0] for name, ds in self.eval_probes.items()}
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        model, device = pl_module.model, pl_module.device
-        change = {name: feature_change(self.initial_features[name], _outputs(model, ds, device)[0])
-                  for name, ds in self.eval_probes.items()}
-        id_sets = [n for n in change if self.splits[n] == "id"]
-        id_distance = sum(change[n]["distance"] for n in id_sets) / max(len(id_sets), 1)
-        ratios = {n: id_distance / change[n]["distance"] if change[n]["distance"] > 0 else float("nan")
-                  for n in change if self.splits[n] == "ood"}
-        backbone = {k: v for k, v in model.backbone.named_parameters()}
-        self.end = {
-            "feature_change": change,
-            "id_over_ood_feature_change": ratios,
-            "backbone_distance_from_pretrained": parameter_distance(self.pretrained, backbone),
-        }
 
     def state_dict(self) -> dict:
-        return {"start": self.start, "initial_features": self.initial_features}
+        return {"start": self.start}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.start = dict(state_dict["start"])
-        self.initial_features = dict(state_dict["initial_features"])
+
+
+def feature_diagnostics(initial: dict[str, torch.Tensor], final: dict[str, torch.Tensor], splits: dict[str, str],
+                        pretrained: dict[str, torch.Tensor], backbone: dict[str, torch.Tensor]) -> dict:
+    """Feature change z_0 -> z_T per evaluation set (rows: the same probe examples), its ID/OOD ratio, and the
+    backbone's distance from the pretrained weights."""
+    change = {name: feature_change(initial[name], final[name]) for name in initial}
+    id_sets = [n for n in change if splits[n] == "id"]
+    id_distance = sum(change[n]["distance"] for n in id_sets) / max(len(id_sets), 1)
+    ratios = {n: id_distance / change[n]["distance"] if change[n]["distance"] > 0 else float("nan")
+              for n in change if splits[n] == "ood"}
+    return {
+        "feature_change": change,
+        "id_over_ood_feature_change": ratios,
+        "backbone_distance_from_pretrained": parameter_distance(pretrained, backbone),
+    }

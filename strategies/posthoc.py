@@ -32,6 +32,23 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple
     return torch.cat(logits), torch.cat(labels)
 
 
+@torch.no_grad()
+def forward_outputs(model: nn.Module, loader: DataLoader, device: torch.device):
+    """Backbone features, logits and labels of every example, in eval mode (the model's modes restored after): one
+    pass that feeds accuracy, calibration and feature change alike."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    features, logits, labels = [], [], []
+    for x, y in loader:
+        z = model.backbone(x.to(device))
+        features.append(z.float().cpu())
+        logits.append(model.head(z).float().cpu())
+        labels.append(y)
+    for module, mode in modes.items():
+        module.training = mode
+    return torch.cat(features), torch.cat(logits), torch.cat(labels)
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor, class_subset: Sequence[int] | None = None) -> float:
     """The validation loop's accuracy: top-1 over all examples, argmax restricted to the set's classes."""
     return float((restrict_logits(logits, class_subset).argmax(-1) == labels).float().mean())

@@ -1,5 +1,6 @@
 """The methods after the papers: WiSE-FT, L2-SP, layer-wise learning rates, surgical fine-tuning, freeze-embed,
 gradual unfreezing, model soups and temperature scaling."""
+import dataclasses
 import random
 
 import pytest
@@ -246,7 +247,8 @@ def _accuracies(row: dict) -> dict:
 
 def test_wise_ft_reuses_lp_ft_and_reports_every_alpha_choosing_on_id_validation(ctx):
     hparams = {"epochs": 2, "lr": 1e-3}
-    lp_ft = run_job(Job("digits", "lp-ft", seed=0, hparams=hparams), ctx)
+    # Every set after every epoch (a recording option, outside the job's identity: wise-ft still reuses the phases).
+    lp_ft = run_job(Job("digits", "lp-ft", seed=0, hparams=hparams), dataclasses.replace(ctx, eval_every_epoch=True))
     wise = run_job(Job("digits", "wise-ft", seed=0, hparams={**hparams, "reestimate_bn": False}), ctx)
     lp, ft, interpolation = wise["phases"]
     assert "reused" in lp and "reused" in ft  # the lp-ft job's probe and fine-tuning, not rerun

@@ -87,13 +87,25 @@ def test_the_selected_epochs_weights_are_kept_and_calibration_uses_them(tmp_path
 
     model = torch.nn.Linear(2, 2)
     recorder = EpochRecorder()
-    keeper = SelectedWeights(tmp_path / "selected.safetensors", recorder, "id_val")
+    keeper = SelectedWeights(tmp_path, recorder, "id_val")
     for epoch, accuracy in enumerate([0.5, 0.9, 0.7, 0.9]):
         with torch.no_grad():
             model.weight.fill_(epoch)
         recorder.epochs.append({"epoch": epoch, "acc/id_val": accuracy})
         keeper.on_train_epoch_end(SimpleNamespace(is_global_zero=True, current_epoch=epoch), SimpleNamespace(model=model))
-    assert load_file(str(tmp_path / "selected.safetensors"))["weight"].eq(1).all(), "epoch 1: best, earliest on ties"
+        if epoch == 1:  # the resume checkpoint of epoch 1 holds them: nothing beside it
+            keeper.flush(epoch), keeper.keep_only_flushed()
+            assert not list(tmp_path.glob("selected-*"))
+        if epoch == 2:  # that of epoch 2 does not: they are written beside it
+            keeper.flush(epoch), keeper.keep_only_flushed()
+    assert keeper.weights_of(1)["weight"].eq(1).all(), "epoch 1: best, earliest on ties"
+    assert [p.name for p in tmp_path.glob("selected-*")] == ["selected-1.safetensors"]
+    assert load_file(str(tmp_path / "selected-1.safetensors"))["weight"].eq(1).all()
+    # A phase resumed from that checkpoint has them only on disk.
+    resumed = SelectedWeights(tmp_path, recorder, "id_val")
+    assert resumed.weights_of(1)["weight"].eq(1).all()
+    with pytest.raises(RuntimeError, match="selected epoch 3"):
+        resumed.weights_of(3)
 
     prepared = prepare_job(Job("digits", "lp", 0, benchmark_options={"subset": 60}), RunContext(out=tmp_path))
     as_built = calibrate(prepared, torch.device("cpu"))

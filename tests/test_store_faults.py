@@ -120,6 +120,11 @@ def test_every_epoch_ends_with_an_atomic_resume_checkpoint_that_resumes_exactly(
     (recorded,) = [state["epochs"] for name, state in checkpoint["callbacks"].items() if "EpochRecorder" in name]
     assert [row["epoch"] for row in recorded] == [0, 1]
     assert not list(last.parent.glob(".*partial"))  # written beside, then renamed into place
+    # What a resume needs and nothing more: no diagnostics tensors (z_0 is the probe's cached features).
+    (diagnostics,) = [state for name, state in checkpoint["callbacks"].items() if "FinetuneDiagnostics" in name]
+    assert set(diagnostics) == {"start"} and not any(isinstance(v, torch.Tensor) for v in diagnostics["start"].values())
+    (rng,) = [state["rng"] for name, state in checkpoint["callbacks"].items() if "EpochCheckpoint" in name]
+    assert {"torch", "python", "numpy"} <= set(rng)
 
     resumed = run_job(job, ctx)
     clean = run_job(job, RunContext(out=tmp_path / "clean", accelerator="cpu"))

@@ -22,7 +22,7 @@ from lpft_bench.strategies import get_strategy
 from lpft_bench.strategies.kinds import PhaseContext, cpu_state, phase_kind, select_epoch
 from lpft_bench.strategies.linear_probe import extract_features
 from lpft_bench.strategies.phases import Phase
-from lpft_bench.strategies.posthoc import calibration, predict
+from lpft_bench.strategies.posthoc import accuracy, calibration, predict
 
 from .identity import Job, RunContext, feature_key, phase_key
 from lpft_bench.loggers import phase_loggers
@@ -67,6 +67,9 @@ class PreparedJob:
     pretrained: dict[str, torch.Tensor]  # the backbone's parameters before any phase
     # The last phase's selected epoch's weights where that is not the epoch it ended with (set by run_phases).
     selected_state: dict[str, torch.Tensor] | None = None
+    pretrained_buffers: dict[str, torch.Tensor] | None = None  # the backbone's buffers before any phase
+    # The last phase's final pass (per set: logits, labels on its selected weights) where it made one in this process.
+    final_outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 def prepare_job(job: Job, ctx: RunContext) -> PreparedJob:
@@ -86,7 +89,9 @@ def prepare_job(job: Job, ctx: RunContext) -> PreparedJob:
     dm.setup("fit")
     model = Classifier(backbone, dm.num_classes, head=hparams.get("head", "linear"))
     pretrained = {k: v.detach().clone() for k, v in backbone.named_parameters()}
-    return PreparedJob(model, dm, strategy.phases(job.hparams), hparams, pretrained)
+    # Only pretrained weights are what the feature cache holds (scratch starts from a random backbone).
+    buffers = {k: v.detach().clone() for k, v in backbone.named_buffers()} if strategy.pretrained else None
+    return PreparedJob(model, dm, strategy.phases(job.hparams), hparams, pretrained, pretrained_buffers=buffers)
 
 
 def device_of(ctx: RunContext) -> torch.device:
@@ -152,6 +157,18 @@ def _features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, d
                                                            prepared.datamodule.eval_loader(dataset), device))
 
 
+def _pretrained_features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, dataset):
+    """The set's cached eval-view features where the backbone is still exactly the pretrained one (never for a job
+    that starts from random weights: its features are not the cache's), else None."""
+    if prepared.pretrained_buffers is None:
+        return None
+    backbone = prepared.model.backbone
+    untouched = all(torch.equal(value.detach().cpu(), prepared.pretrained[name])
+                    for name, value in backbone.named_parameters()) and \
+        all(torch.equal(value.cpu(), prepared.pretrained_buffers[name]) for name, value in backbone.named_buffers())
+    return _features(job, ctx, prepared, set_name, dataset) if untouched else None
+
+
 def phase_context(job: Job, prepared: PreparedJob, ctx: RunContext, key: str, job_dir: Path, trainers: "Trainers",
                   start_of_previous: dict | None = None) -> PhaseContext:
     """What a phase kind gets to run phase `key` of `job`."""
@@ -160,6 +177,8 @@ def phase_context(job: Job, prepared: PreparedJob, ctx: RunContext, key: str, jo
         device=device_of(ctx), files=Store.phase_files(job_dir, key), phase_key=key, make_trainer=partial(trainers, key),
         features=partial(_features, job, ctx, prepared), train_ingredient=partial(_train_ingredient, job, ctx, job_dir),
         start_of_previous=start_of_previous, compile=ctx.compile,
+        pretrained_features=partial(_pretrained_features, job, ctx, prepared),
+        eval_every_epoch=ctx.eval_every_epoch, checkpoint_every_minutes=ctx.checkpoint_every_minutes,
         fresh_backbone=lambda: build_backbone(job.backbone_spec(), pretrained=False)[0],
         strategy_defaults=lambda name: get_strategy(name).defaults,
     )
@@ -185,6 +204,7 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
         interrupts.check()  # between phases: everything before is in the phase store
         keeps_start = index + 1 < len(phases) and phase_kind(phases[index + 1].trains).needs_previous_start
         start = cpu_state(model) if keeps_start else None
+        prepared.final_outputs = None
         stored = store.load_phase(key)
         if stored is not None and _load(stored, model):
             records.append({**stored.record, "reused": key})
@@ -198,7 +218,7 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
             context = phase_context(job, prepared, ctx, key, job_dir, trainers, start_of_previous)
             record = phase_kind(phase.trains).run(phase, context)
             records.append(record)
-            prepared.selected_state = context.selected_state
+            prepared.selected_state, prepared.final_outputs = context.selected_state, context.final_outputs
             if trainers.is_rank_zero:
                 # A phase that left the source backbone as it found it keeps its head alone, naming that backbone.
                 unchanged = source is not None and state_digest(model.backbone.state_dict()) == source
@@ -258,14 +278,30 @@ def _resume(store: Store, prepared: PreparedJob, keys: list[str]) -> tuple[int, 
     return 0, None
 
 
-def calibrate(prepared: PreparedJob, device: torch.device) -> dict:
-    """Temperature scaling of the model whose accuracy the job reports (its selected epoch; WiSE-FT's chosen α,
-    a soup), fitted on the selection set: accuracy, NLL and ECE per evaluation set before and after."""
+def final_outputs(prepared: PreparedJob, device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Logits and labels of every evaluation set on the model whose accuracy the job reports (its selected epoch;
+    WiSE-FT's chosen α, a soup): the last phase's final pass where it made one, else one forward per set now."""
+    if prepared.final_outputs is not None:
+        return prepared.final_outputs
     model, dm = prepared.model.to(device), prepared.datamodule
     if prepared.selected_state is not None:  # the last phase selected an earlier epoch than it ended with
         model.load_state_dict(prepared.selected_state)
-    outputs = {s.name: predict(model, dm.eval_loader(s.dataset), device) for s in dm.eval_sets}
+    return {s.name: predict(model, dm.eval_loader(s.dataset), device) for s in dm.eval_sets}
+
+
+def calibrate(prepared: PreparedJob, device: torch.device, outputs: dict | None = None) -> dict:
+    """Temperature scaling of the reported model, fitted on the selection set: accuracy, NLL and ECE per
+    evaluation set before and after."""
+    dm = prepared.datamodule
+    outputs = outputs if outputs is not None else final_outputs(prepared, device)
     return calibration(outputs, dm.eval_sets, dm.selection_set, dm.num_classes)
+
+
+def final_accuracies(selected: dict, outputs: dict, eval_sets) -> dict[str, float]:
+    """Each set's accuracy at the selected epoch: the epoch's own row where it evaluated the set (the selection
+    set; every set of a closed-form probe, a weight-space step or `eval_every_epoch`), else the final pass."""
+    return {s.name: selected[f"acc/{s.name}"] if f"acc/{s.name}" in selected
+            else accuracy(*outputs[s.name], s.class_subset) for s in eval_sets}
 
 
 def run_job(job: Job, ctx: RunContext) -> dict:
@@ -282,7 +318,8 @@ def run_job(job: Job, ctx: RunContext) -> dict:
     selection = {"set": dm.selection_set, "phase": phases[-1]["name"], "epoch": selected.get("epoch")}
     if "alpha" in selected:
         selection["alpha"] = selected["alpha"]
-    outcome = {"diverged": diverged} if diverged else {"calibration": calibrate(prepared, device_of(ctx))}
+    outputs = final_outputs(prepared, device_of(ctx)) if selected else None
+    outcome = {"diverged": diverged} if diverged else {"calibration": calibrate(prepared, device_of(ctx), outputs)}
     record = {
         "schema": RECORD_SCHEMA,
         "job_id": job.id,
@@ -291,7 +328,7 @@ def run_job(job: Job, ctx: RunContext) -> dict:
         "status": "done",
         "eval_sets": {s.name: {"split": s.split, "size": len(s.dataset)} for s in dm.eval_sets},
         "selection": selection,
-        "final": {s.name: selected[f"acc/{s.name}"] for s in dm.eval_sets} if selected else {},
+        "final": final_accuracies(selected, outputs, dm.eval_sets) if selected else {},
         "phases": phases,
         # A benchmark told to leave unreadable images out (folder's skip_unreadable) names them, by set.
         **({"skipped_files": dm.skipped_files} if getattr(dm, "skipped_files", None) else {}),

@@ -103,6 +103,8 @@ class RunContext:
     precision: str | None = None
     logger: str = "csv"  # engine.loggers: csv (always written), tensorboard, wandb or mlflow
     compile: bool = False
+    eval_every_epoch: bool = False  # recording: every set's accuracy after every epoch, not only the selection set's
+    checkpoint_every_minutes: float | None = None  # speed: resume checkpoints at most this often (None: every epoch)
 
     @property
     def store(self) -> Store:

@@ -110,7 +110,7 @@ class Store:
         from lpft_bench.strategies.kinds import PhaseFiles
 
         checkpoints = cls.checkpoint_dir(work_dir, key)
-        return PhaseFiles(checkpoint=checkpoints / "last.ckpt", selected=checkpoints / store_files.SELECTED,
+        return PhaseFiles(checkpoint=checkpoints / "last.ckpt", selected_dir=checkpoints,
                           progress=cls.progress_path(work_dir))
 
     @classmethod

@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PhaseFiles:
-    """Where a running phase keeps its resume checkpoint, its selected epoch's weights and its progress note
-    (paths the store gives: kinds never build one)."""
+    """Where a running phase keeps its resume checkpoint, the folder for its selected epoch's weights beside it,
+    and its progress note (paths the store gives: kinds never build one)."""
 
     checkpoint: Path
-    selected: Path
+    selected_dir: Path
     progress: Path
 
 
@@ -59,6 +59,13 @@ class PhaseContext:
     fresh_backbone: Callable[[], torch.nn.Module] | None = None
     strategy_defaults: Callable[[str], dict] | None = None
     compile: bool = False
+    # pretrained_features(set_name, dataset): as `features`, but None unless the model's backbone is still exactly
+    # the pretrained one (parameters and buffers): then the probe's features are its z_0.
+    pretrained_features: Callable[[str, object], "tuple[np.ndarray, np.ndarray] | None"] = lambda name, dataset: None
+    eval_every_epoch: bool = False  # every set after every epoch (per-epoch curves), not only the selection set
+    checkpoint_every_minutes: float | None = None  # None: a resume checkpoint at every epoch's end
+    # Set by a kind that made a final pass over every set on the weights it selected: per set (logits, labels).
+    final_outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 class PhaseKind:

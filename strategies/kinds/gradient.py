@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import os
+import random
+import time
 from pathlib import Path
+
+import numpy as np
 
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
@@ -10,15 +14,17 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from lpft_bench.faults import fault_point
 from lpft_bench.interrupts import StopOnSignal
-from lpft_bench.paths import load_safetensors
+from lpft_bench.datamodules.base import ID_TEST, ID_VAL
 from lpft_bench.storage import set_aside
-from lpft_bench.strategies.callbacks import EpochRecorder, FinetuneDiagnostics, ProgressNote, SelectedWeights
+from lpft_bench.strategies.callbacks import (EpochRecorder, FinetuneDiagnostics, ProgressNote, SelectedWeights,
+                                             feature_diagnostics, probe_outputs)
 from lpft_bench.strategies.module import AdaptationModule
+from lpft_bench.strategies.posthoc import forward_outputs
 from lpft_bench.strategies.selection import select_epoch
 from lpft_bench.strategies.trainability import (ApplyTrainability, BiasesAndHead, HeadOnly, LayerGroups,
                                                 Trainability)
 
-from .base import PhaseContext, PhaseKind, head_state, register_kind
+from .base import PhaseContext, PhaseKind, cpu_state, head_state, register_kind
 
 
 def reinitialise(module: torch.nn.Module, names: tuple[str, ...]) -> None:
@@ -42,32 +48,78 @@ def reinitialise_from(module: torch.nn.Module, fresh: torch.nn.Module, names: tu
         blocks[name].load_state_dict(fresh.get_submodule(name).state_dict())
 
 
+def probe_indices(length: int, size: int) -> list[int]:
+    """A fixed subset (seed 0, same for every job) of a set's examples, on which feature metrics are measured."""
+    if length <= size:
+        return list(range(length))
+    return sorted(torch.randperm(length, generator=torch.Generator().manual_seed(0))[:size].tolist())
+
+
 def probe_subset(dataset, size: int):
-    """A fixed subset (seed 0, same for every job) on which feature metrics are measured."""
-    if len(dataset) <= size:
-        return dataset
-    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:size]
-    return torch.utils.data.Subset(dataset, sorted(indices.tolist()))
+    indices = probe_indices(len(dataset), size)
+    return dataset if len(indices) == len(dataset) else torch.utils.data.Subset(dataset, indices)
+
+
+def rng_states() -> dict:
+    """Every generator training may draw from (augmentations, dropout), in types `torch.load(weights_only=True)`
+    reads back."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class EpochCheckpoint(Checkpoint):
-    """The phase's resume checkpoint at `path`, replaced atomically at the end of every training epoch, whatever
-    Lightning's `ModelCheckpoint` flags do in a given version (2.6 writes `save_last` only when training ends).
+    """The phase's resume checkpoint at `path`: model, optimizer, scheduler, loop and callback state and the RNG
+    state, replaced atomically at the end of a training epoch (every epoch but the last, or the first epoch
+    ending `every_minutes` after the last write), whatever Lightning's `ModelCheckpoint` flags do in a given version.
 
     A `Checkpoint`, so Lightning calls it after every other callback: their end-of-epoch state (the recorded
-    epochs, the diagnostics' start) is in it. Every rank calls `save_checkpoint`; global rank zero writes."""
+    epochs, the diagnostics' start) is in it, and the selected weights are flushed before it. Every rank calls
+    `save_checkpoint`; global rank zero writes."""
 
-    def __init__(self, path: Path, phase_key: str):
-        self.path, self.phase_key = path, phase_key
+    def __init__(self, path: Path, phase_key: str, selected: SelectedWeights, every_minutes: float | None = None):
+        self.path, self.phase_key, self.selected, self.every_minutes = path, phase_key, selected, every_minutes
+        self._last_write = time.monotonic()
+
+    def _due(self, trainer) -> bool:
+        if trainer.current_epoch + 1 >= trainer.max_epochs:
+            return False  # the fit ends here and its result goes to the phase store: nothing left to resume
+        if self.every_minutes is None:
+            return True
+        due = time.monotonic() - self._last_write >= 60 * self.every_minutes
+        return trainer.strategy.broadcast(due, src=0)  # one decision, or the ranks' collective save deadlocks
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        partial = self.path.with_name(f".{self.path.name}.partial")
-        trainer.save_checkpoint(partial)
-        if trainer.is_global_zero:
-            fault_point(f"write {self.path.name}")
-            os.replace(partial, self.path)
-        trainer.strategy.barrier("EpochCheckpoint")
+        if self._due(trainer):
+            if trainer.is_global_zero:
+                self.selected.flush(trainer.current_epoch)
+            partial = self.path.with_name(f".{self.path.name}.partial")
+            trainer.save_checkpoint(partial)
+            if trainer.is_global_zero:
+                fault_point(f"write {self.path.name}")
+                os.replace(partial, self.path)
+                self.selected.keep_only_flushed()
+            self._last_write = time.monotonic()
+            trainer.strategy.barrier("EpochCheckpoint")
         fault_point(f"epoch {self.phase_key} {trainer.current_epoch}")
+
+    def state_dict(self) -> dict:
+        return {"rng": rng_states()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        set_rng_states(state_dict["rng"])
 
     def resume_path(self) -> Path | None:
         """The checkpoint to resume from, if one loads; a truncated or unreadable one is moved aside."""
@@ -81,9 +133,41 @@ class EpochCheckpoint(Checkpoint):
         return self.path
 
 
+def initial_features(context: PhaseContext, probes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+    """z_0 on each evaluation set's probe examples: the probe's cached features where the backbone is still the
+    pretrained one, else one pass over the probe examples now (before the fit, which a resumed phase restores)."""
+    model, dm = context.model.to(context.device), context.datamodule
+    initial = {}
+    for eval_set in dm.eval_sets:
+        indices = probes[eval_set.name]
+        cached = context.pretrained_features(eval_set.name, eval_set.dataset)
+        if cached is not None:
+            initial[eval_set.name] = torch.from_numpy(cached[0][indices])
+        else:
+            subset = torch.utils.data.Subset(eval_set.dataset, indices)
+            initial[eval_set.name] = probe_outputs(model, subset, context.device)[0]
+    return initial
+
+
+def final_pass(model, selected_state, context: PhaseContext) -> dict[str, tuple]:
+    """Each evaluation set's features, logits and labels on the selected epoch's weights (one forward per set);
+    the model is left as the phase ended."""
+    dm = context.datamodule
+    end = cpu_state(model) if selected_state is not None else None
+    if end is not None:
+        model.load_state_dict(selected_state)
+    model.to(context.device)
+    outputs = {s.name: forward_outputs(model, dm.eval_loader(s.dataset), context.device) for s in dm.eval_sets}
+    if end is not None:
+        model.load_state_dict(end)
+    return outputs
+
+
 class GradientPhase(PhaseKind):
-    """Trains by SGD/AdamW for `epochs` what its `trainability` policy says; checkpointed every epoch
-    (`EpochCheckpoint`), so a killed phase resumes."""
+    """Trains by SGD/AdamW for `epochs` what its `trainability` policy says, evaluating the selection set after
+    every epoch (every set with `eval_every_epoch`); checkpointed (`EpochCheckpoint`), so a killed phase
+    resumes. Where the backbone trains, one final pass over every set on the selected epoch's weights measures
+    feature change, and the engine reads accuracy and calibration off it."""
 
     by_gradient = True
 
@@ -101,12 +185,18 @@ class GradientPhase(PhaseKind):
         return isinstance(self.trainability, HeadOnly) and not phase.also_train and not phase.reinit
 
     def forward_passes(self, phase, sizes: dict[str, int], probe_size: int, extracted: set[str]) -> int:
-        """Every training image each epoch, every evaluation set each validation, and where the backbone trains
-        the diagnostics (training probe at the start, each evaluation probe at start and end)."""
-        eval_sizes = [n for name, n in sizes.items() if name != "train"]
-        passes = phase.epochs * sizes["train"] + phase.epochs // phase.validate_every * sum(eval_sizes)
+        """Every training image each epoch, the selection set each validation, every evaluation set once (the
+        final pass), and where the backbone trains the training probe at the start and, for z_0, each set's
+        features where the store has not extracted them yet."""
+        eval_sizes = {name: n for name, n in sizes.items() if name != "train"}
+        selection = ID_VAL if ID_VAL in eval_sizes else ID_TEST
+        validations = phase.epochs // phase.validate_every
+        passes = phase.epochs * sizes["train"] + validations * eval_sizes.get(selection, 0) + sum(eval_sizes.values())
         if self.trains_backbone:
-            passes += min(probe_size, sizes["train"]) + 2 * sum(min(probe_size, n) for n in eval_sizes)
+            passes += min(probe_size, sizes["train"])
+            if not phase.reinit:
+                passes += sum(n for name, n in eval_sizes.items() if name not in extracted)
+                extracted.update(eval_sizes)
         return passes
 
     def run(self, phase, context: PhaseContext) -> dict:
@@ -115,25 +205,24 @@ class GradientPhase(PhaseKind):
             reinitialise(model, ("head",))
         if phase.reinit:
             reinitialise_from(model.backbone, context.fresh_backbone(), phase.reinit)
+        dm.epoch_sets = None if context.eval_every_epoch else [dm.selection_set]
         recorder = EpochRecorder()
-        checkpoint = EpochCheckpoint(context.files.checkpoint, context.phase_key)
+        selected = SelectedWeights(context.files.selected_dir, recorder, dm.selection_set)
+        checkpoint = EpochCheckpoint(context.files.checkpoint, context.phase_key, selected,
+                                     context.checkpoint_every_minutes)
         note = ProgressNote(context.files.progress, phase.name, dm.selection_set)
-        selected = SelectedWeights(context.files.selected, recorder, dm.selection_set)
         callbacks = [recorder, selected, note, checkpoint, StopOnSignal(context.phase_key),
                      ApplyTrainability(self.trainability, phase)]
-        diagnostics = None
+        diagnostics, initial = None, None
         if self.trains_backbone:
             size = context.hparams.get("probe_size", 512)
-            diagnostics = FinetuneDiagnostics(
-                train_probe=probe_subset(dm.splits.train_eval, size),
-                eval_probes={s.name: probe_subset(s.dataset, size) for s in dm.eval_sets},
-                splits={s.name: s.split for s in dm.eval_sets},
-                pretrained=context.pretrained,
-            )
+            probes = {s.name: probe_indices(len(s.dataset), size) for s in dm.eval_sets}
+            initial = initial_features(context, probes)
+            diagnostics = FinetuneDiagnostics(train_probe=probe_subset(dm.splits.train_eval, size))
             callbacks.append(diagnostics)
         trainer = context.make_trainer(max_epochs=phase.epochs, callbacks=callbacks,
                                        check_val_every_n_epoch=phase.validate_every)
-        module = AdaptationModule(model, phase, self.trainability, dm.eval_sets, dm.num_classes,
+        module = AdaptationModule(model, phase, self.trainability, dm.epoch_eval_sets, dm.num_classes,
                                   pretrained=context.pretrained)
         # Lightning keeps whatever train/eval modes modules have at fit start; a phase starts from train mode
         # and its callbacks put the frozen parts in eval mode.
@@ -144,17 +233,27 @@ class GradientPhase(PhaseKind):
         if context.compile:
             model.compile()  # in place: state_dict keys (phase store, checkpoints) are unchanged
         start = head_state(model.head)
-        trainer.fit(module, datamodule=dm, ckpt_path=checkpoint.resume_path(), weights_only=True)
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=checkpoint.resume_path(), weights_only=True)
+        finally:
+            dm.epoch_sets = None
         record = {"name": phase.name, "phase": phase.describe(), "start": start, "epochs": recorder.epochs,
                   "end": head_state(model.head)}
         if recorder.diverged_epoch is not None:
             record["diverged_epoch"] = recorder.diverged_epoch
         chosen = select_epoch(recorder.epochs, dm.selection_set)
-        if chosen is not None and chosen is not recorder.epochs[-1] and selected.path.exists():
-            context.selected_state = load_safetensors(selected.path)
+        if chosen is not None and chosen is not recorder.epochs[-1]:
+            context.selected_state = selected.weights_of(chosen["epoch"])
         if diagnostics is not None:
             record["start"].update(diagnostics.start)
-            record.update(diagnostics.end)
+            if chosen is not None:
+                outputs = final_pass(model, context.selected_state, context)
+                context.final_outputs = {name: (logits, labels) for name, (_, logits, labels) in outputs.items()}
+                final = {name: outputs[name][0][probes[name]] for name in probes}
+                backbone_state = context.selected_state or cpu_state(model)
+                backbone = {name: backbone_state[f"backbone.{name}"] for name, _ in model.backbone.named_parameters()}
+                record.update(feature_diagnostics(initial, final, {s.name: s.split for s in dm.eval_sets},
+                                                  context.pretrained, backbone))
         return record
 
 
