@@ -100,3 +100,16 @@ def test_table_1_rules_hp0_longest_tau_best_validated_tau_and_hp_train_acc():
     assert cells.loc["HP*-FT", "mean"] == 80.0 and '"hp_epochs": 8' in cells.loc["HP*-FT", "setting"]
     assert cells.loc["HP-train-acc", "mean"] == 95.0 and cells.loc["HP-train-acc", "paper"] == 96.291
     assert cells.loc["HP*-FT", "jobs"] == "t8s0 t8s1" and cells.loc["HP*-FT", "seeds"] == 2
+
+
+def test_opposite_energy_is_run_only_when_asked_for_by_name():
+    from lpft_bench.strategies import get_strategy
+
+    lshp = get_strategy("lshp-ft")
+    reversed_smoothing = {"hp_smoothing": 0.0, "ft_smoothing": 0.1}
+    with pytest.raises(ValueError, match="opposite_energy=true runs that case deliberately"):
+        lshp.phases(reversed_smoothing)
+    hp, ft = lshp.phases({**reversed_smoothing, "opposite_energy": True})
+    assert (hp.label_smoothing, ft.label_smoothing) == (0.0, 0.1)
+    with pytest.raises(ValueError, match="needs ft_smoothing > hp_smoothing"):
+        lshp.phases({"hp_smoothing": 0.3, "ft_smoothing": 0.0, "opposite_energy": True})
