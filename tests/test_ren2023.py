@@ -113,3 +113,13 @@ def test_opposite_energy_is_run_only_when_asked_for_by_name():
     assert (hp.label_smoothing, ft.label_smoothing) == (0.0, 0.1)
     with pytest.raises(ValueError, match="needs ft_smoothing > hp_smoothing"):
         lshp.phases({"hp_smoothing": 0.3, "ft_smoothing": 0.0, "opposite_energy": True})
+
+
+def test_dry_run_prints_domainnet_200s_official_lists_and_kwcocos_sha512_prefixes(capsys):
+    assert main(["data", "download", "--dry-run", "domainnet-quickdraw-200"]) == 0
+    out = capsys.readouterr().out
+    for name, prefix in (("quickdraw_train.txt", "7410e8a1debd769e"), ("quickdraw_test.txt", "07a97e84d723f58d"),
+                         ("quickdraw.zip", "127cce1dd57fc999")):
+        address = ("http://csr.bu.edu/ftp/visda/2019/multi-source/" + ("domainnet/txt/" if name.endswith(".txt") else "")
+                   + name)
+        assert f"{address}\n      sha512 {prefix}" in out
