@@ -100,6 +100,10 @@ def test_table_1_rules_hp0_longest_tau_best_validated_tau_and_hp_train_acc():
     assert cells.loc["HP*-FT", "mean"] == 80.0 and '"hp_epochs": 8' in cells.loc["HP*-FT", "setting"]
     assert cells.loc["HP-train-acc", "mean"] == 95.0 and cells.loc["HP-train-acc", "paper"] == 96.291
     assert cells.loc["HP*-FT", "jobs"] == "t8s0 t8s1" and cells.loc["HP*-FT", "seeds"] == 2
+    from lpft_bench.analysis.vs_ren2023 import table2_cells
+
+    table2 = table2_cells(records)  # Table 2's small energy on STL-10 from Sup-IN: the longest unsmoothed HP
+    assert table2[["row", "column", "acc", "jobs"]].values.tolist() == [["small energy", "stl10@sup-in", 70.0, "t200s0 t200s1"]]
 
 
 def test_opposite_energy_is_run_only_when_asked_for_by_name():

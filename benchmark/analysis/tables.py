@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from lpft_bench.analysis.claims import grid_edge_lines, ordering_lines, record_setting, with_oracle
-from lpft_bench.analysis.vs_ren2023 import CAVEAT as REN_CAVEAT, ren_comparison
+from lpft_bench.analysis.vs_ren2023 import CAVEAT as REN_CAVEAT, ren_comparison, table2_cells as ren_table2
 from lpft_bench.errors import UsageError
 from lpft_bench.storage import atomic_write
 
@@ -112,7 +112,8 @@ NO_OOD = "No OOD sets in these benchmarks: ID accuracy only."
 
 def written_tables(store: Path) -> list[str]:
     """The table files a collect left in `store`, in the order they are described (ood.csv only with OOD sets)."""
-    return [name for name in ("runs.csv", "id.csv", "ood.csv", "vs_paper.csv", "summary.md") if (Path(store) / name).exists()]
+    names = ("runs.csv", "id.csv", "ood.csv", "vs_paper.csv", "ren2023_table2.csv", "summary.md")
+    return [name for name in names if (Path(store) / name).exists()]
 
 
 def interval_halfwidth(values: pd.Series, interval: str = "normal") -> float:
@@ -290,6 +291,9 @@ def collect(store: Path, interval: str = "normal", tables_out: Path | None = Non
     ren = ren_comparison(records)
     comparison = pd.concat([comparison, ren], ignore_index=True) if not ren.empty else comparison
     save(comparison, "vs_paper.csv", index=False)
+    table2 = ren_table2(records)
+    if not table2.empty:  # no published numbers to set beside it: our side of Ren et al.'s Table 2 alone
+        save(table2, "ren2023_table2.csv", index=False)
     failed = [r for r in records if r.get("status") == "failed" and r.get("job_id") not in outside]
     label = INTERVAL_LABELS[interval]
     lines = [format_table(id_table, f"ID accuracy (%), mean ± {label} over seeds"), "",

@@ -8,7 +8,9 @@ paper's "FT validation accuracy" at its best epoch), mean over seeds:
 - HP-train-acc: the head's training accuracy when FT starts, after the longest HP (the FT phase records it).
 Table 3, per DomainNet-200 domain on Sup-IN: the hp-ft jobs are the baseline, the reinit-ft jobs the -L4.k
 variants by the blocks they re-initialise; rows hp_train_acc and ft_val_acc as the paper's.
-Table 2 has no row: its published numbers are not in the material this project holds (see the README).
+Table 2 has no vs_paper row: its published numbers are not in the material this project holds (see the README);
+`table2_cells` tabulates our side of it (ren2023_table2.csv): FT accuracy, HP-train-acc, initial energy and the
+four feature-change metrics per head (linear, MLP) and per label-smoothing energy (small, more, opposite).
 """
 from __future__ import annotations
 
@@ -27,13 +29,22 @@ CAVEAT = ("Ren et al. 2023: cells can match the paper's trends and rough levels,
           "Sup-C10 checkpoint and (for SimCLR) checkpoint could not be recovered (`lpft-bench protocol ren2023`).")
 TABLE1_ROWS = {"hp0-ft": "HP0-FT", "hp200-ft": "HP200-FT", "hp-star-ft": "HP*-FT", "ls-hp200-ft": "lsHP200-FT",
                "hp_train_acc": "HP-train-acc"}
+TABLE2_FEATURES = ("distance", "dot", "cosine", "norm")  # ||z_T - z_0||, <z_T, z_0>, cos(z_T, z_0), ||z_T||
 COLUMNS = ["paper_source", "table", "split", "strategy", "column", "mean", "ci90", "seeds", "paper", "difference",
            "setting", "jobs", "note"]
 
 
 def _finetune_start(record: dict) -> dict:
-    phase = next((p for p in reversed(record["phases"]) if "start" in p and "feature_change" in p), None)
+    phase = next((p for p in reversed(record.get("phases", [])) if "start" in p and "feature_change" in p), None)
     return phase["start"] if phase else {}
+
+
+def _feature_metrics(record: dict) -> dict:
+    phase = next((p for p in reversed(record.get("phases", [])) if "feature_change" in p), None)
+    change = (phase or {}).get("feature_change", {}).get(record["selection"]["set"], {})
+    start = (phase or {}).get("start", {})
+    return {"aie": start.get("average_initial_energy", float("nan")),
+            **{metric: change.get(metric, float("nan")) for metric in TABLE2_FEATURES}}
 
 
 def job_frame(records: list[dict]) -> pd.DataFrame:
@@ -50,9 +61,10 @@ def job_frame(records: list[dict]) -> pd.DataFrame:
                      "tau": hparams.get("hp_epochs"), "reinit": tuple(hparams.get("reinit_blocks") or ()),
                      "seed": job["seed"], "val": 100.0 * record["final"][record["selection"]["set"]],
                      "acc": 100.0 * record["final"]["id_test"],
-                     "hp_train_acc": 100.0 * _finetune_start(record).get("train_acc", float("nan"))})
+                     "hp_train_acc": 100.0 * _finetune_start(record).get("train_acc", float("nan")),
+                     **_feature_metrics(record)})
     return pd.DataFrame(rows, columns=["job_id", "benchmark", "strategy", "hparams", "tau", "reinit", "seed", "val",
-                                       "acc", "hp_train_acc"])
+                                       "acc", "hp_train_acc", "aie", *TABLE2_FEATURES])
 
 
 def _best(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -108,6 +120,33 @@ def table3_cells(jobs: pd.DataFrame) -> list[dict]:
                 cells.append(_cell(best, source, table="Table 3", strategy=f"{variant} {metric}",
                                    column=f"domainnet-{domain}-200"))
     return cells
+
+
+def table2_cells(records: list[dict]) -> pd.DataFrame:
+    """Our side of Table 2, mean over seeds at the best-validated setting of each row: heads on DomainNet-200
+    real and sketch (hp-ft: linear, mlp-head: MLP), label-smoothing energies on STL-10 from Sup-IN (small: the
+    longest unsmoothed HP, more: lshp-ft, opposite: lshp-ft-opposite)."""
+    jobs = job_frame(records)
+    picks = []
+    for domain in ("real", "sketch"):
+        for pretraining in ("sup-in", "simclr"):
+            mine = jobs[jobs["benchmark"] == domainnet_label(domain, pretraining)]
+            for strategy, row in (("hp-ft", "linear head"), ("mlp-head", "MLP head")):
+                picks.append((row, f"domainnet-{domain}-200@{pretraining}", mine[mine["strategy"] == strategy]))
+    stl = jobs[jobs["benchmark"] == table1_label("stl10", "sup-in")]
+    unsmoothed = stl[stl["strategy"] == "hp-ft"]
+    picks += [("small energy", "stl10@sup-in", unsmoothed[unsmoothed["tau"] == unsmoothed["tau"].max()]),
+              ("more energy", "stl10@sup-in", stl[stl["strategy"] == "lshp-ft"]),
+              ("opposite energy", "stl10@sup-in", stl[stl["strategy"] == "lshp-ft-opposite"])]
+    rows = []
+    for row, column, chosen in picks:
+        if chosen.empty:
+            continue
+        best = _best(chosen)
+        metrics = best[["acc", "hp_train_acc", "aie", *TABLE2_FEATURES]].mean().round(4).to_dict()
+        rows.append({"table": "Table 2", "row": row, "column": column, **metrics, "seeds": len(best),
+                     "jobs": " ".join(best["job_id"])})
+    return pd.DataFrame(rows)
 
 
 def paper_values() -> dict[tuple[str, str, str], float]:
