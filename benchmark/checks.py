@@ -80,6 +80,7 @@ HPARAM_FIELDS: dict[str, Field] = {
     "lrs": Field(lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(POSITIVE_RATE.check(x) for x in v),
                  "a non-empty list of finite numbers > 0"),
     "reestimate_bn": BOOLEAN,
+    "opposite_energy": BOOLEAN,
 }
 
 

@@ -90,6 +90,23 @@ def _run(args: argparse.Namespace) -> int:
         return _run_matrix(args)
 
 
+def _print_paper_counts(jobs: list) -> None:
+    """--all --dry-run: how many jobs each paper and each of its tables takes (a job may feed several tables)."""
+    from collections import Counter
+
+    from lpft_bench.suites import paper_tables_of
+
+    papers, tables = Counter(), Counter()
+    for job in jobs:
+        paper, feeds = paper_tables_of(job.label("benchmark"), job.label("strategy"), job.hparams)
+        papers[paper] += 1
+        tables.update((paper, table) for table in feeds)
+    for paper, count in papers.items():
+        print(f"{paper}: {count} jobs; " + "; ".join(f"{table}: {n}" for (p, table), n in sorted(tables.items())
+                                                      if p == paper))
+    print("(a job may feed several tables: Ren et al.'s τ sweep is Table 1's HP0, HP200 and HP* and Figures 3-4)")
+
+
 def _run_matrix(args: argparse.Namespace) -> int:
     from lpft_bench.loggers import check_logger
     from lpft_bench.engine import RunContext
@@ -112,6 +129,8 @@ def _run_matrix(args: argparse.Namespace) -> int:
             print(f"{job.id}  {job.label('benchmark'):<10} {job.label('backbone'):<18} {job.label('strategy'):<9} "
                   f"seed={job.seed} {job.hparams}")
         print(f"{len(jobs)} jobs in suite {suite.name}")
+        if args.all:
+            _print_paper_counts(jobs)
         from lpft_bench.preflight import plan_lines
 
         print("\n".join(plan_lines(jobs, Path(args.out or Path("results") / suite.name), args.keep_weights)))
@@ -255,7 +274,7 @@ def _list(args: argparse.Namespace) -> int:
     from lpft_bench.models import BACKBONES
     from lpft_bench.datamodules import BENCHMARKS
     from lpft_bench.strategies import STRATEGIES
-    from lpft_bench.suites import SUITES
+    from lpft_bench.suites import SUITE_ALIASES, SUITES
 
     print("benchmarks:", ", ".join(BENCHMARKS))
     print("backbones:", ", ".join(BACKBONES), "(or timm:<model> with a checkpoint)")
@@ -265,7 +284,9 @@ def _list(args: argparse.Namespace) -> int:
         print(f"  {strategy.name:<10} {phases}\n             {strategy.description}")
     print("suites (every grid lives in a suite):")
     for suite in SUITES.values():
-        print(f"  {suite.name:<10} {len(suite.expand()):>5} jobs: {suite.description}")
+        aliases = [alias for alias, name in SUITE_ALIASES.items() if name == suite.name]
+        shown = suite.name + "".join(f" (= {alias})" for alias in aliases)
+        print(f"  {shown:<10} {len(suite.expand()):>5} jobs: {suite.description}")
         for label, grid in suite.strategies.items():
             swept = {k: v for k, v in grid.items() if isinstance(v, list)}
             if swept:

@@ -41,7 +41,7 @@ def _arguments_beside_the_code(parser: argparse.ArgumentParser, adder: str, pars
 
 def _add_matrix_arguments(parser: argparse.ArgumentParser, default_suite: str | None) -> None:
     parser.add_argument("--suite", default=default_suite)
-    parser.add_argument("--all", action="store_true", help="the paper suite: Kumar et al.'s full protocol")
+    parser.add_argument("--all", action="store_true", help="every paper's suite: kumar2022 (= paper) and ren2023, in one store (results/papers)")
     parser.add_argument("--out", help="results store (default: results/<suite>)")
     parser.add_argument("--benchmarks", nargs="+")
     parser.add_argument("--strategies", nargs="+")

@@ -11,7 +11,7 @@ from lpft_bench.engine import Job
 from lpft_bench.errors import UsageError
 from lpft_bench.experiments import load_experiment, read_yaml
 from lpft_bench.strategies import get_strategy
-from lpft_bench.suites import SUITES, Suite, get_suite, strategy_of
+from lpft_bench.suites import SUITES, Suite, all_papers_suite, get_suite, strategy_of
 
 DEFAULT_SUITE = "quickstart"
 
@@ -31,16 +31,18 @@ def parse_assignments(texts: list[str] | None, flag: str) -> dict:
 
 
 def choose_suite(suite: str | None, paper: bool, config: str | None, benchmarks: list[str] | None) -> Suite:
-    """An experiment file, the paper suite (--all), the named suite, or the first suite holding every asked
+    """An experiment file, every paper's suite (--all), the named suite, or the first suite holding every asked
     benchmark (`--benchmarks living17` finds the paper suite), else the default."""
     if config:
         if suite or paper:
             raise UsageError("--config runs its own matrix: drop --suite/--all")
         return load_experiment(config)
-    if paper and suite and suite != "paper":
-        raise UsageError(f"--all runs the paper suite and --suite {suite} another: give one of them")
-    if paper or suite:
-        return get_suite("paper" if paper else suite)
+    if paper and suite:
+        raise UsageError(f"--all runs every paper's suite and --suite {suite} one: give one of them")
+    if paper:
+        return all_papers_suite()
+    if suite:
+        return get_suite(suite)
     if benchmarks:
         for candidate in (DEFAULT_SUITE, "paper", *SUITES):
             if set(benchmarks) <= set(SUITES[candidate].benchmarks):

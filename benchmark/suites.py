@@ -1,97 +1,11 @@
 """Suites as data: which benchmarks (each with its backbone and protocol), strategies (grids) and seeds to run."""
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
-
 from lpft_bench.datamodules import BENCHMARKS
-from lpft_bench.engine import Job
-from lpft_bench.errors import UsageError
 from lpft_bench.registry import Registry
-from lpft_bench.strategies import FT_LR_GRID, LPFT_LR_GRID, STRATEGIES, get_strategy
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How one benchmark is run in a suite: which benchmark (default: the plan's label), its options, backbone,
-    shared hyperparameters (epochs, batch size) and per-strategy grid overrides."""
-
-    backbone: str = "digits-resnet"
-    options: dict = field(default_factory=dict)
-    common: dict = field(default_factory=dict)
-    grids: dict = field(default_factory=dict)
-    benchmark: str | None = None
-    checkpoint: str | None = None
-    backbone_options: dict = field(default_factory=dict)
-    backbone_label: str | None = None
-
-
-def axis(name: str, value, defaults: dict) -> list:
-    """The values a grid entry sweeps. A list is an axis, anything else one value; for a hyperparameter whose
-    value is itself a sequence (reinit_blocks, a soup's lrs), a list of lists is an axis and a flat list one value."""
-    sequence_valued = isinstance(defaults.get(name), (tuple, list))
-    if isinstance(value, list) and (not sequence_valued or all(isinstance(v, (list, tuple)) for v in value)):
-        return [tuple(v) if sequence_valued else v for v in value]
-    return [tuple(value) if sequence_valued and isinstance(value, list) else value]
-
-
-def strategy_of(label: str, grid: dict) -> tuple[str, dict]:
-    """A suite's strategy entry: `label` names a registered strategy, or a labelled variant of the one its
-    grid's `strategy` key names (e.g. lp-ft-bn-train: {strategy: lp-ft, batchnorm: train})."""
-    grid = dict(grid)
-    return grid.pop("strategy", label), grid
-
-
-@dataclass(frozen=True)
-class Suite:
-    """A matrix of jobs: benchmarks (labelled plans) x strategies (labelled grids, see `axis`) x seeds.
-
-    `fake_data`: the suite runs on tiny fakes of the benchmarks' canonical layouts, written by the runner."""
-
-    name: str
-    description: str
-    benchmarks: dict[str, Plan]
-    strategies: dict[str, dict]
-    seeds: tuple[int, ...] = (0, 1, 2)
-    fake_data: bool = False
-
-    def expand(self, benchmarks=None, strategies=None, seeds=None, overrides: dict | None = None) -> list[Job]:
-        """All jobs of the matrix, optionally filtered by label; each strategy's grid is its Cartesian product.
-
-        `overrides` (e.g. {"epochs": 1} for smoke runs; a list sweeps) replace a hyperparameter wherever a
-        strategy takes it."""
-        for label, chosen, known in (("benchmark", benchmarks, self.benchmarks), ("strategy", strategies, self.strategies)):
-            unknown = set(chosen or ()) - set(known)
-            if unknown:
-                raise UsageError(f"suite {self.name!r} has no {label} {sorted(unknown)}; it has {sorted(known)}")
-        jobs = []
-        for benchmark_label, plan in self.benchmarks.items():
-            if benchmarks and benchmark_label not in benchmarks:
-                continue
-            for strategy_label, entry in self.strategies.items():
-                if strategies and strategy_label not in strategies:
-                    continue
-                strategy, grid = strategy_of(strategy_label, entry)
-                defaults = get_strategy(strategy).takes
-                grid = {**grid, **plan.grids.get(strategy_label, {})}
-                unknown = sorted(set(grid) - set(defaults))
-                if unknown:
-                    raise UsageError(f"suite {self.name!r}, strategy {strategy_label!r}: {strategy} has no hyperparameters "
-                                     f"{unknown}; it takes {sorted(defaults)}")
-                axes = {k: axis(k, v, defaults) for k, v in grid.items()}
-                axes.update({k: axis(k, v, defaults) for k, v in (overrides or {}).items() if k in defaults})
-                shared = {k: v for k, v in plan.common.items() if k in defaults and k not in axes}
-                names = {"benchmark": plan.benchmark or benchmark_label, "strategy": strategy, "backbone": plan.backbone}
-                shown = {"benchmark": benchmark_label, "strategy": strategy_label,
-                         "backbone": plan.backbone_label or plan.backbone}
-                labels = {k: v for k, v in shown.items() if v != names[k]}
-                for values in itertools.product(*axes.values()):
-                    hparams = {**shared, **dict(zip(axes, values))}
-                    for seed in seeds if seeds is not None else self.seeds:
-                        jobs.append(Job(names["benchmark"], strategy, seed, backbone=plan.backbone, hparams=hparams,
-                                        benchmark_options=dict(plan.options), checkpoint=plan.checkpoint,
-                                        backbone_options=dict(plan.backbone_options), labels=labels))
-        return jobs
+from lpft_bench.ren2023 import REN2023, tables_of
+from lpft_bench.strategies import FT_LR_GRID, LPFT_LR_GRID, STRATEGIES
+from lpft_bench.suite_model import Plan, Suite, axis, combine, strategy_of
 
 
 _PAPER_STRATEGIES = {"lp": {}, "ft": {"lr": list(FT_LR_GRID)}, "lp-ft": {"lr": list(LPFT_LR_GRID)}}
@@ -168,6 +82,7 @@ SUITES: Registry[Suite] = Registry("suite", [
             },
             strategies=_PAPER_STRATEGIES,
         ),
+        REN2023,
         Suite(
             "hpft",
             "Ren et al.'s head-probing sweep on digits: τ ∈ {0,1,2,5,10,20,50,100,200} HP epochs, "
@@ -222,5 +137,27 @@ SUITES: Registry[Suite] = Registry("suite", [
 ])
 
 
+# Another name for a suite: `kumar2022` is the `paper` suite, whose name stays what its stores and golden ids say.
+SUITE_ALIASES = {"kumar2022": "paper"}
+# The papers `lpft-bench run --all` reproduces: the paper's name, its suite, and the tables each job feeds.
+PAPERS = {"kumar2022": "paper", "ren2023": "ren2023"}
+
+
 def get_suite(name: str) -> Suite:
-    return SUITES.get(name)
+    return SUITES.get(SUITE_ALIASES.get(name, name))
+
+
+def all_papers_suite() -> Suite:
+    """`--all`: every paper's suite in one matrix (each plan keeps its own suite's strategies)."""
+    return combine("papers", "every paper's suite: " + ", ".join(PAPERS), [get_suite(s) for s in PAPERS.values()])
+
+
+def paper_tables_of(job_benchmark_label: str, strategy_label: str, hparams: dict) -> tuple[str, tuple[str, ...]]:
+    """(paper, the tables and figures of it) a job of `all_papers_suite` feeds."""
+    if job_benchmark_label in REN2023.benchmarks:
+        return "ren2023", tables_of(job_benchmark_label, strategy_label, hparams)
+    return "kumar2022", ("Tables 1-2 (ID, OOD)",)
+
+
+__all__ = ["PAPERS", "Plan", "SUITES", "SUITE_ALIASES", "Suite", "all_papers_suite", "axis", "get_suite",
+           "paper_tables_of", "strategy_of"]

@@ -15,6 +15,7 @@ from .cifar import Cifar10Shift
 from .cifar100 import Cifar100
 from .digits import DigitsShift, DigitsToy
 from .domainnet import DomainNetShift
+from .domainnet200 import DOMAINNET200_TASKS
 from .flowers102 import Flowers102Task
 from .fmow import FmowShift
 from .folder import FolderShift
@@ -24,7 +25,7 @@ from .stl10 import Stl10Task
 BENCHMARKS: Registry[type[ShiftDataModule]] = Registry("benchmark", [
     DigitsShift, DigitsToy, Living17, Entity30, DomainNetShift, Cifar10Shift, FmowShift, ImageNetShift, FolderShift,
     # Ren et al.'s downstream tasks: an ID evaluation set and no OOD set.
-    Cifar100, Stl10Task, Flowers102Task,
+    Cifar100, Stl10Task, Flowers102Task, *DOMAINNET200_TASKS,
 ])
 
 

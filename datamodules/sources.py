@@ -123,6 +123,47 @@ def _domain_zip(domain: str) -> Download:
                     "every image named by the SENTRY lists of the domain is in the zip")
 
 
+# DomainNet's official lists and zips for Ren et al.'s 200-class tasks. M3SDA publishes no checksum; kwcoco's
+# download script pins each file by a sha512 prefix (github.com/Kitware/kwcoco kwcoco/data/grab_domainnet.py at
+# 6e45953), which a download must match, and every image the lists name must then be in the zip.
+KWCOCO_DOMAINNET = "github.com/Kitware/kwcoco kwcoco/data/grab_domainnet.py@6e45953 (sha512 prefix)"
+DOMAINNET_200_SHA512 = {
+    "real_train.txt": "a5a510fec614018546510d55c378bca008fcfd51062f6414583639e",
+    "real_test.txt": "9586235e335340f065de720f99332bc906aa0ab147006a1a7ea4925",
+    "sketch_train.txt": "ee92102f2b98f11765e6a97afbab15c60f2bac6e30fa7e1bc5a7db",
+    "sketch_test.txt": "7384fc06670979911d7e1e9a34ba8a6cd20e9e77d6bc3536c739ff4",
+    "quickdraw_train.txt": "7410e8a1debd769e0412725a0fcc646d83055d297b5f44a92f50308",
+    "quickdraw_test.txt": "07a97e84d723f58dea67683ae5ddf013ebc5d33b76deca9a5d34f72",
+    "real.zip": "751713d4592d1278b50bf69787988cfae280cabdac80ee34ec4016e",
+    "sketch.zip": "369b8b6d78ac61bfcc85f660d878ba5fc701524b82bbc2eb65ca9a",
+    "quickdraw.zip": "127cce1dd57fc99992f8614de77d03ae8ed6af242973f7a013ec0a",
+}
+
+
+def official_images_present(domain: str) -> Callable[[Path, Path], str | None]:
+    """Every image DomainNet's official lists of the domain (downloaded first) name is in the unpacked zip."""
+
+    def verify(unpacked: Path, data_root: Path) -> str | None:
+        for split in ("train", "test"):
+            for line in (data_root / "domainnet" / f"{domain}_{split}.txt").read_text().splitlines():
+                relative = Path(line.rsplit(maxsplit=1)[0]) if line.strip() else None
+                if relative is not None and not (unpacked / relative.relative_to(domain)).is_file():
+                    return f"{relative} (named by the official {split} list) is not in the archive"
+        return None
+
+    return verify
+
+
+def _domainnet_200(domain: str) -> tuple[Download, ...]:
+    lists = tuple(Download(f"{domain}_{split}.txt", f"{DOMAINNET_BASE}domainnet/txt/{domain}_{split}.txt",
+                           Checksum("sha512", DOMAINNET_200_SHA512[f"{domain}_{split}.txt"], KWCOCO_DOMAINNET), None,
+                           "file", ".", f"domainnet/{domain}_{split}.txt") for split in ("train", "test"))
+    return lists + (Download(f"{domain}.zip", f"{DOMAINNET_BASE}{domain}.zip",
+                             Checksum("sha512", DOMAINNET_200_SHA512[f"{domain}.zip"], KWCOCO_DOMAINNET), None, "zip",
+                             domain, f"domainnet/{domain}", official_images_present(domain),
+                             "every image named by the official lists of the domain is in the zip"),)
+
+
 # Sets by name; a benchmark's name stands for every set it reads (BENCHMARK_SETS).
 DATASETS: dict[str, tuple[Download, ...]] = {
     "cifar-10": (Download("cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
@@ -153,6 +194,7 @@ DATASETS: dict[str, tuple[Download, ...]] = {
     # The lists come first: each zip is verified against them.
     "domainnet": tuple(_sentry_list(d, s) for d in DOMAINS for s in ("train", "test"))
     + tuple(_domain_zip(d) for d in DOMAINS),
+    **{f"domainnet-{domain}-official": _domainnet_200(domain) for domain in ("real", "sketch", "quickdraw")},
     # WILDS's own address and archive; WILDS unpacks it into fmow_v1.1/, so its whole content is the folder.
     "fmow": (Download("fmow_v1.1.tar.gz",
                       "https://worksheets.codalab.org/rest/bundles/0xaec91eb7c9d548ebb15e1b5e60f966ab/contents/blob/",
@@ -189,6 +231,7 @@ BENCHMARK_SETS: dict[str, tuple[str, ...]] = {
     "stl10": ("stl10",),
     "flowers102": ("flowers-102",),
     "domainnet": ("domainnet",),
+    **{f"domainnet-{domain}-200": (f"domainnet-{domain}-official",) for domain in ("real", "sketch", "quickdraw")},
     "fmow": ("fmow",),
     "imagenet": ("imagenet-v2", "imagenet-r", "imagenet-a", "imagenet-sketch"),
 }

@@ -30,7 +30,7 @@ from lpft_bench.models import BACKBONES, build_backbone
 
 
 # Ren et al.'s tasks (ID evaluation only): stl10's files are CIFAR-10's OOD set's, already served.
-REN_TASKS = ("cifar100", "stl10", "flowers102")
+REN_TASKS = ("cifar100", "stl10", "flowers102", "domainnet-real-200", "domainnet-sketch-200", "domainnet-quickdraw-200")
 ALL_BENCHMARKS = ("cifar10", "domainnet", "fmow", "imagenet", *REN_TASKS)
 
 
@@ -128,10 +128,11 @@ def upstream(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     }
     for path in (root / "cifar10.1").glob("*.npy"):
         files[path.name] = path.read_bytes()
-    for domain in ("sketch", "real", "painting", "clipart"):
+    for domain in ("sketch", "real", "painting", "clipart", "quickdraw"):
         files[f"{domain}.zip"] = packed(root / "domainnet" / domain, "zip", domain)
-        for split in ("train", "test"):
-            files[f"{domain}_{split}_mini.txt"] = (root / "domainnet" / f"{domain}_{split}_mini.txt").read_bytes()
+        for name in (f"{domain}_{split}{mini}.txt" for split in ("train", "test") for mini in ("_mini", "")):
+            if (root / "domainnet" / name).exists():  # SENTRY's lists (no quickdraw), the official ones (3 domains)
+                files[name] = (root / "domainnet" / name).read_bytes()
     return root, files
 
 

@@ -64,7 +64,7 @@ def test_an_experiment_value_out_of_its_schema_names_file_key_and_expected_value
 
 
 def test_mutually_exclusive_suite_flags_are_refused(capsys):
-    assert "--all runs the paper suite and --suite quickstart" in refused(capsys, "run", "--all", "--suite", "quickstart")
+    assert "--all runs every paper's suite and --suite quickstart one" in refused(capsys, "run", "--all", "--suite", "quickstart")
 
 
 def test_an_empty_sweep_on_the_command_line_is_refused(tmp_path, capsys):

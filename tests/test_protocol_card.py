@@ -30,3 +30,19 @@ def test_protocol_card_of_the_six_paper_benchmarks_is_pinned(capsys, monkeypatch
 def test_protocol_of_an_unknown_benchmark_is_a_one_line_usage_error(capsys):
     assert main(["protocol", "digits"]) == 2
     assert "has no benchmark 'digits'" in capsys.readouterr().err
+
+
+REN_GOLDEN = Path(__file__).parent / "golden" / "protocol_ren2023.json"
+
+
+def test_ren2023_card_is_pinned_and_says_where_every_item_comes_from(capsys):
+    assert main(["protocol", "ren2023", "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    if os.environ.get("LPFT_BENCH_UPDATE_GOLDEN"):
+        REN_GOLDEN.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
+    assert card == json.loads(REN_GOLDEN.read_text())
+    for item in card["items"]:
+        assert item["source"].startswith(("paper (", "development code (", "our choice, unverifiable")), item
+        assert "@895092c" in item["source"] or not item["source"].startswith("development code"), item
+        assert "why" in item or not item["source"].startswith("our choice"), item
+    assert card["jobs"] == 354

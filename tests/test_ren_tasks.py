@@ -44,7 +44,8 @@ def raw(dm, name: str):
 
 
 def test_the_three_tasks_are_registered_without_ood_sets_and_in_the_smoke_suite():
-    assert set(ID_ONLY) == {"cifar100", "stl10", "flowers102"}
+    assert set(ID_ONLY) == {"cifar100", "stl10", "flowers102", "domainnet-real-200", "domainnet-sketch-200",
+                            "domainnet-quickdraw-200"}
     assert set(ID_ONLY) <= set(SUITES["smoke"].benchmarks)
 
 
@@ -137,3 +138,28 @@ def test_an_id_only_benchmark_runs_collects_reports_and_claims_without_ood(tmp_p
     assert main(["report", "--store", str(out)]) == 0
     report = (out / "report" / "report.md").read_text()
     assert "## OOD accuracy" in report and f"no OOD numbers for {name}" not in report
+
+
+def test_domainnet_200_selects_the_first_200_classes_and_capped_images_by_name_alone(tmp_path):
+    from lpft_bench.datamodules.domainnet200 import read_official_list
+
+    write_fake("domainnet-sketch-200", tmp_path, images_per_class=3)
+    listed = tmp_path / "domainnet" / "sketch_train.txt"
+    chosen = read_official_list(listed, per_class=2, seed=0)
+    assert sorted(set(chosen.targets)) == list(range(200))  # the fake's classes 200 and 201 are left out
+    assert [chosen.targets.count(label) for label in range(200)] == [2] * 200
+    # The rank is the file name's: the list's line order does not matter, the seed does.
+    lines = listed.read_text().splitlines(keepends=True)
+    listed.write_text("".join(sorted(lines)))
+    assert read_official_list(listed, per_class=2, seed=0).paths == chosen.paths
+    assert read_official_list(listed, per_class=2, seed=1).paths != chosen.paths
+
+
+def test_domainnet_200_refuses_a_label_that_is_not_its_folders_class(tmp_path):
+    from lpft_bench.datamodules.domainnet200 import read_official_list
+
+    write_fake("domainnet-real-200", tmp_path)
+    listed = tmp_path / "domainnet" / "real_test.txt"
+    listed.write_bytes(listed.read_bytes().replace(b" 0\r\n", b" 1\r\n", 1))
+    with pytest.raises(DatasetMissing, match="is not DomainNet's class of folder"):
+        read_official_list(listed, per_class=19, seed=0)

@@ -135,11 +135,17 @@ def format_protocol(card: dict) -> str:
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("benchmark", nargs="?", help=f"one benchmark of the {SUITE} suite (default: all)")
+    parser.add_argument("benchmark", nargs="?", help=f"one benchmark of the {SUITE} suite (default: all), or ren2023: Ren et al.'s card")
     parser.add_argument("--json", action="store_true", help="one JSON object per benchmark, one per line")
 
 
 def main_protocol(args: argparse.Namespace) -> int:
+    if args.benchmark == "ren2023":
+        from lpft_bench.analysis.protocol_ren2023 import format_ren2023_card, ren2023_card
+
+        card = ren2023_card()
+        print(json.dumps(card, sort_keys=True) if args.json else format_ren2023_card(card))
+        return 0
     benchmarks = [args.benchmark] if args.benchmark else list(get_suite(SUITE).benchmarks)
     cards = [benchmark_protocol(name) for name in benchmarks]
     if args.json:

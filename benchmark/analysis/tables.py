@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from lpft_bench.analysis.claims import grid_edge_lines, ordering_lines, record_setting, with_oracle
+from lpft_bench.analysis.vs_ren2023 import CAVEAT as REN_CAVEAT, ren_comparison, table2_cells as ren_table2
 from lpft_bench.errors import UsageError
 from lpft_bench.storage import atomic_write
 
@@ -105,7 +106,8 @@ NO_OOD = "No OOD sets in these benchmarks: ID accuracy only."
 
 def written_tables(store: Path) -> list[str]:
     """The table files a collect left in `store`, in the order they are described (ood.csv only with OOD sets)."""
-    return [name for name in ("runs.csv", "id.csv", "ood.csv", "vs_paper.csv", "summary.md") if (Path(store) / name).exists()]
+    names = ("runs.csv", "id.csv", "ood.csv", "vs_paper.csv", "ren2023_table2.csv", "summary.md")
+    return [name for name in names if (Path(store) / name).exists()]
 
 
 def interval_halfwidth(values: pd.Series, interval: str = "normal") -> float:
@@ -278,8 +280,14 @@ def collect(store: Path, interval: str = "normal", tables_out: Path | None = Non
     paper = read_paper_tables()
     comparison = pd.concat([paper_comparison(table_cells(id_table), paper, "id").assign(split="id"),
                             paper_comparison(table_cells(ood_table), paper, "ood").assign(split="ood")])
-    comparison = comparison.assign(difference=(comparison["mean"] - comparison["paper"]).round(2))
+    comparison = comparison.assign(difference=(comparison["mean"] - comparison["paper"]).round(2),
+                                   paper_source="Kumar et al. 2022")
+    ren = ren_comparison(records)
+    comparison = pd.concat([comparison, ren], ignore_index=True) if not ren.empty else comparison
     save(comparison, "vs_paper.csv", index=False)
+    table2 = ren_table2(records)
+    if not table2.empty:  # no published numbers to set beside it: our side of Ren et al.'s Table 2 alone
+        save(table2, "ren2023_table2.csv", index=False)
     failed = [r for r in records if r.get("status") == "failed" and r.get("job_id") not in outside]
     label = INTERVAL_LABELS[interval]
     lines = [format_table(id_table, f"ID accuracy (%), mean ± {label} over seeds"), "",
@@ -294,14 +302,16 @@ def collect(store: Path, interval: str = "normal", tables_out: Path | None = Non
         lines += ["", f"{len(failed)} failed job(s): " + ", ".join(r["job_id"] for r in failed)]
     if outside:
         lines += ["", outside_line(len(outside))]
+    if not ren.empty:
+        lines += ["", f"{len(ren)} cell(s) of Ren et al.'s Tables 1 and 3 in vs_paper.csv. {REN_CAVEAT}"]
     text = "\n".join(lines)
     summary = [f"# Results of {display_path(store.name)}", "",
                f"{finished} finished job(s), {len(failed)} failed. Epoch and hyperparameters "
                f"selected on ID validation; intervals: {label} over seeds (s: sample std).", "", "```", text, "```", ""]
     if not comparison.empty:
-        summary += ["Beside Kumar et al. 2022 (`vs_paper.csv`):", "", "```",
-                    comparison[["split", "strategy", "column", "mean", "paper", "difference"]].to_string(index=False),
-                    "```", ""]
+        summary += ["Beside the papers (`vs_paper.csv`):", "", "```",
+                    comparison[["paper_source", "split", "strategy", "column", "mean", "paper", "difference"]]
+                    .to_string(index=False), "```", ""] + ([REN_CAVEAT, ""] if not ren.empty else [])
     if write:
         atomic_write(destination / "summary.md", lambda tmp: tmp.write_text("\n".join(summary)))
     return text
