@@ -53,7 +53,7 @@ def _suite_jobs(args: argparse.Namespace):
     jobs = matrix_jobs(suite, benchmarks=args.benchmarks, strategies=args.strategies, seeds=args.seeds, sets=sets,
                        backbone=args.backbone, checkpoint=args.checkpoint,
                        backbone_options=parse_assignments(args.backbone_option, "--backbone-option"),
-                       benchmark_options=options)
+                       benchmark_options=options, unpretrained_ok=args.dry_run)
     return suite, jobs
 
 
@@ -88,6 +88,36 @@ def _run(args: argparse.Namespace) -> int:
 
     with one_listing_per_folder():  # each folder listed once: for the jobs' ids, the preflight and inline jobs
         return _run_matrix(args)
+
+
+def _id_or_waiting(job) -> str | None:
+    """The job's id, or None where its backbone is one `lpft-bench pretrain` has not made on this machine yet."""
+    from lpft_bench.errors import NotPretrainedYet
+
+    try:
+        return job.id
+    except NotPretrainedYet:
+        return None
+
+
+def _dry_run(args: argparse.Namespace, suite, jobs: list) -> int:
+    from lpft_bench.preflight import plan_lines
+
+    ids = {id(job): _id_or_waiting(job) for job in jobs}
+    for job in jobs:
+        print(f"{ids[id(job)] or '(not pretrained)':<16}  {job.label('benchmark'):<10} {job.label('backbone'):<18} "
+              f"{job.label('strategy'):<9} seed={job.seed} {job.hparams}")
+    print(f"{len(jobs)} jobs in suite {suite.name}")
+    if args.all:
+        _print_paper_counts(jobs)
+    ready = [job for job in jobs if ids[id(job)] is not None]
+    waiting = sorted({job.backbone for job in jobs if ids[id(job)] is None})
+    if waiting:
+        print(f"{len(jobs) - len(ready)} jobs start from a backbone not pretrained on this machine yet "
+              f"({', '.join(waiting)}): their ids include its weights' digest; make it first with `lpft-bench "
+              "pretrain cifar10 --arch ...` (see `lpft-bench pretrain --help`); the disk plan below leaves them out")
+    print("\n".join(plan_lines(ready, Path(args.out or Path("results") / suite.name), args.keep_weights)))
+    return 0
 
 
 def _print_paper_counts(jobs: list) -> None:
@@ -125,16 +155,7 @@ def _run_matrix(args: argparse.Namespace) -> int:
 
     suite, jobs = _suite_jobs(args)
     if args.dry_run:
-        for job in jobs:
-            print(f"{job.id}  {job.label('benchmark'):<10} {job.label('backbone'):<18} {job.label('strategy'):<9} "
-                  f"seed={job.seed} {job.hparams}")
-        print(f"{len(jobs)} jobs in suite {suite.name}")
-        if args.all:
-            _print_paper_counts(jobs)
-        from lpft_bench.preflight import plan_lines
-
-        print("\n".join(plan_lines(jobs, Path(args.out or Path("results") / suite.name), args.keep_weights)))
-        return 0
+        return _dry_run(args, suite, jobs)
     out = Path(args.out or Path("results") / suite.name)
     _check_out(out)
     check_logger(args.logger)

@@ -8,7 +8,7 @@ import yaml
 
 from lpft_bench import checks
 from lpft_bench.engine import Job
-from lpft_bench.errors import UsageError
+from lpft_bench.errors import NotPretrainedYet, UsageError
 from lpft_bench.experiments import load_experiment, read_yaml
 from lpft_bench.strategies import get_strategy
 from lpft_bench.suites import SUITES, Suite, all_papers_suite, get_suite, strategy_of
@@ -110,14 +110,19 @@ def _where(job: Job) -> str:
     return f"job {job.label('benchmark')} / {job.label('strategy')}"
 
 
-def check_jobs(jobs: list[Job]) -> None:
-    """Build every job's identity and phases now: what the user got wrong is reported before anything trains."""
+def check_jobs(jobs: list[Job], unpretrained_ok: bool = False) -> None:
+    """Build every job's identity and phases now: what the user got wrong is reported before anything trains.
+    `unpretrained_ok` (a dry run): a job whose backbone is not pretrained here yet has no id to check."""
     shown: dict[str, dict] = {}
     checked: set = set()
     for job in jobs:
         _check_job_inputs(job, checked)
         try:
             job.id  # noqa: B018 - resolves the backbone, fingerprints the data, builds and validates the phases
+        except NotPretrainedYet:
+            if unpretrained_ok:
+                continue
+            raise
         except UsageError:
             raise
         except (KeyError, ValueError, FileNotFoundError) as error:  # from the user's hyperparameters or paths
@@ -136,7 +141,7 @@ def check_jobs(jobs: list[Job]) -> None:
 
 def matrix_jobs(suite: Suite, benchmarks=None, strategies=None, seeds=None, sets: dict | None = None,
                 backbone: str | None = None, checkpoint: str | None = None, backbone_options: dict | None = None,
-                benchmark_options: dict | None = None) -> list[Job]:
+                benchmark_options: dict | None = None, unpretrained_ok: bool = False) -> list[Job]:
     """The suite's jobs, filtered by labels and seeds, with hyperparameter, backbone and benchmark overrides."""
     sets = sets or {}
     _check_overrides(suite, strategies, sets)
@@ -144,5 +149,5 @@ def matrix_jobs(suite: Suite, benchmarks=None, strategies=None, seeds=None, sets
                                     benchmark_options or {})
     check_suite(suite)
     jobs = suite.expand(benchmarks=benchmarks, strategies=strategies, seeds=seeds, overrides=sets)
-    check_jobs(jobs)
+    check_jobs(jobs, unpretrained_ok)
     return jobs

@@ -46,6 +46,19 @@ def test_all_dry_run_counts_jobs_per_paper_and_table(capsys, tmp_path, monkeypat
     assert "ren2023: 354 jobs; Figures 3-4: 270; Table 1: 297; Table 2: 33; Table 3: 36" in out
 
 
+def test_before_sup_c10_is_pretrained_a_dry_run_counts_its_jobs_and_a_run_says_how_to_make_it(
+        capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LPFT_BENCH_CHECKPOINTS", str(tmp_path))  # empty: nothing pretrained here yet
+    sup_c10 = [label for label, plan in REN2023.benchmarks.items() if plan.backbone == "sup-c10-resnet50"]
+    waiting = len(REN2023.expand(benchmarks=sup_c10))
+    assert main(["run", "--all", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "576 jobs in suite papers" in out and out.count("(not pretrained)") == waiting > 0
+    assert f"{waiting} jobs start from a backbone not pretrained on this machine yet (sup-c10-resnet50)" in out
+    assert main(["run", "--suite", "ren2023", "--benchmarks", sup_c10[0], "--out", str(tmp_path / "store")]) == 2
+    assert "make it with `lpft-bench pretrain cifar10 --arch resnet50`" in capsys.readouterr().err
+
+
 def _smoke_suite():
     """ren2023 with every plan untrained at 32-44 px on 20 fake images, one seed, one epoch, τ ∈ {0, 1}. Untrained,
     the four pretrainings would be one network: each keeps its own input size, so they remain four settings."""

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from lpft_bench.errors import UsageError
+from lpft_bench.errors import NotPretrainedYet, UsageError
 from lpft_bench.paths import load_safetensors
 from lpft_bench.registry import Registry
 from lpft_bench.storage import file_digest
@@ -81,7 +81,7 @@ def _pretrained_here(file_name: str) -> Path:
     path = Path(root or ".") / file_name
     if not root or not path.is_file():
         arch = file_name.removesuffix(".safetensors").rsplit("-", 1)[-1]
-        raise UsageError(f"{file_name!r} not found: expected ${CHECKPOINT_DIR_ENV}/{file_name} "
+        raise NotPretrainedYet(f"{file_name!r} not found: expected ${CHECKPOINT_DIR_ENV}/{file_name} "
                          f"(${CHECKPOINT_DIR_ENV}={root!r}); make it with `lpft-bench pretrain cifar10 --arch {arch}` "
                          f"(it writes there), or use random: true for an untrained network")
     return path
