@@ -14,6 +14,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from lpft_bench.datamodules import benchmark_class
 from lpft_bench.datamodules.imagecheck import REMEDY, format_verdicts
 from lpft_bench.datamodules.imagedata import ImageShiftDataModule
+from lpft_bench.datamodules.folder import training_classes
 from lpft_bench.datamodules.walk import image_files, walk_folder
 from lpft_bench.engine import Job, Store
 from lpft_bench.engine.retention import (DEFAULT_POLICY, FINAL, SELECTED_EPOCH, WEIGHTS, kept_roles,
@@ -129,12 +130,22 @@ class DiskPlan:
     records: int = 0
 
 
+def _classes(job: Job) -> int:
+    """A folder benchmark's training classes (its class folders); HEAD_CLASSES, an upper bound, for the others."""
+    benchmark = benchmark_class(job.benchmark)
+    if hasattr(benchmark, "set_folders"):
+        train = benchmark.set_folders(job.benchmark_options).get("train")
+        if train is not None and train.is_dir():
+            return len(training_classes(train))
+    return HEAD_CLASSES
+
+
 def _head_bytes(job: Job, width: int) -> int:
-    """A head's float32 weights, at most HEAD_CLASSES classes (an upper bound: no dataset is read)."""
-    hparams = get_strategy(job.strategy).hparams(job.hparams)
+    """A head's float32 weights (no image is read)."""
+    hparams, classes = get_strategy(job.strategy).hparams(job.hparams), _classes(job)
     if hparams.get("head") == "mlp":
-        return 4 * ((width + 1) * MLP_HIDDEN + (MLP_HIDDEN + 1) * HEAD_CLASSES)
-    return 4 * (width + 1) * HEAD_CLASSES
+        return 4 * ((width + 1) * MLP_HIDDEN + (MLP_HIDDEN + 1) * classes)
+    return 4 * (width + 1) * classes
 
 
 def disk_plan(jobs: list[Job], out: Path, policy: str = DEFAULT_POLICY) -> DiskPlan:

@@ -1,4 +1,5 @@
-"""Where things live on disk, and how they get there without ever being half-written."""
+"""Writing any file without ever leaving it half-written (atomic writes, set-aside copies, digests); where a
+results store keeps what is `engine.store.Store`'s alone."""
 from __future__ import annotations
 
 import hashlib

@@ -56,9 +56,12 @@ def _in_groups(model: nn.Module, groups) -> set[str]:
     return {k for k in model.state_dict() if any(k == m or k.startswith(m + ".") for m in members)}
 
 
-def _stored_model(ctx, job: Job, index: int) -> dict:
-    """The model the phase store holds after the job's phases[:index + 1]."""
+def _stored_model(ctx, job: Job, index: int, source: dict | None = None) -> dict:
+    """The model the phase store holds after the job's phases[:index + 1]; a head-only result over `source`
+    (the model's state before its first phase)."""
     key = phase_key(job, get_strategy(job.strategy).phases(job.hparams), index)
+    if source is not None and (ctx.out / "phases" / key / "head.safetensors").exists():
+        return {**source, **load_file(str(ctx.out / "phases" / key / "head.safetensors"))}
     return load_file(str(ctx.out / "phases" / key / "model.safetensors"))
 
 
@@ -151,8 +154,9 @@ def test_surgical_first_block_is_the_stem_with_layer1_and_nothing_else_trains():
 def test_surgical_ft_changes_only_the_named_block(ctx):
     job = Job("digits", "surgical-ft", seed=0, hparams={"block": "layer2", "epochs": 1, "lr": 1e-3})
     prepared = prepare_job(job, ctx)
+    source = {k: v.clone() for k, v in prepared.model.state_dict().items()}
     run_phases(job, prepared, ctx)
-    after_lp, after = _stored_model(ctx, job, 0), prepared.model.state_dict()
+    after_lp, after = _stored_model(ctx, job, 0, source), prepared.model.state_dict()
     changed = _changed(after_lp, after)
     assert changed and changed <= {k for k in _in_groups(prepared.model, ["layer2"]) if "running_" not in k
                                    and "num_batches" not in k}  # BatchNorm frozen: statistics untouched

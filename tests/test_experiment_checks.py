@@ -114,7 +114,7 @@ def test_a_failing_matrix_prints_each_distinct_cause_once_with_its_count(tmp_pat
 def lp_store(tmp_path_factory) -> Path:
     """A real store: one closed-form LP job on digits (its phase weights in phases/)."""
     out = tmp_path_factory.mktemp("lp") / "store"
-    assert main(["run", "--strategies", "lp", "--seeds", "0", "--out", str(out)]) == 0
+    assert main(["run", "--strategies", "lp", "--seeds", "0", "--out", str(out), "--keep-weights", "all"]) == 0
     return out
 
 
@@ -122,7 +122,7 @@ def test_status_names_a_truncated_phase_weights_file(lp_store, tmp_path, capsys)
     store = shutil.copytree(lp_store, tmp_path / "store")
     assert main(["status", "--out", str(store)]) == 0
     assert "unreadable" not in capsys.readouterr().out
-    weights = next(store.glob("phases/*/model.safetensors"))
+    weights = next(store.glob("phases/*/*.safetensors"))
     with open(weights, "r+b") as handle:
         handle.truncate(weights.stat().st_size // 2)
     assert main(["status", "--out", str(store)]) == 0

@@ -46,10 +46,10 @@ def test_a_matrix_sigkilled_at_a_dozen_seeded_points_ends_equal_to_an_uninterrup
     out, rng = tmp_path / "killed", random.Random(16)
     kills, reruns, landed, finished = 0, 0, [], {}
     duplicates = 0
-    # First inside a phase save (lp's weights), then at a job record's write (lp's: its rerun writes the phase's
+    # First inside a phase save (lp's head), then at a job record's write (lp's: its rerun writes the phase's
     # weights and record.json, then the job's); then ten seeded moments among the first points of each rerun:
     # every run passes at least 7 (the matrix note, collect's tables), so each of these fires.
-    specs = ["SIGKILL@1:write model.safetensors", "SIGKILL@2:write record.json",
+    specs = ["SIGKILL@1:write head.safetensors", "SIGKILL@2:write record.json",
              *(f"SIGKILL@{rng.randint(2, 6)}" for _ in range(10))]
     for attempt, spec in enumerate(specs):
         log = tmp_path / f"fault-{attempt}.log"
@@ -71,7 +71,7 @@ def test_a_matrix_sigkilled_at_a_dozen_seeded_points_ends_equal_to_an_uninterrup
     print("kill points: " + "; ".join(landed))
     assert (duplicates, lost) == (0, 0)
     assert all(Store(out).load_record(job)["status"] == "done" for job in now)
-    assert landed[:2] == ["write model.safetensors", "write record.json"]
+    assert landed[:2] == ["write head.safetensors", "write record.json"]
     pd.testing.assert_frame_equal(_runs(out), _runs(clean))
 
 

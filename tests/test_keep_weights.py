@@ -109,3 +109,16 @@ def test_the_retained_weights_shrink_from_all_to_selected_to_none(tmp_path, caps
     assert retained[0] > retained[1] > retained[2] > 0
     assert main(["run", "--suite", "quickstart", "--dry-run", "--out", str(tmp_path)]) == 0
     assert "disk, --keep-weights none:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_head_whose_backbone_digest_differs_is_never_loaded_and_its_phase_recomputed(finished_store, tmp_path, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(finished_store, store)
+    record = store / "phases" / _keys(PENDING)[0] / "record.json"
+    changed = {**json.loads(record.read_text()), "backbone_sha256": "0" * 64}
+    record.write_text(json.dumps(changed))
+    ctx = RunContext(out=store, accelerator="cpu")
+    assert run_matrix([PENDING], ctx, progress=False).done == 1
+    assert "reused" not in ctx.store.load_record(PENDING.id)["phases"][0]
+    assert "another backbone" in capsys.readouterr().err

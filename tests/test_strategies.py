@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from lpft_bench.engine import Job, RunContext, prepare_job, run_job, run_phases
+from lpft_bench.engine.store_files import state_digest
 from lpft_bench.faults import FAULT_ENV
 from lpft_bench.strategies.kinds.gradient import reinitialise
 from lpft_bench.strategies import get_strategy
@@ -24,9 +25,13 @@ def _ctx(tmp_path):
     return RunContext(out=tmp_path / "store", accelerator="cpu")
 
 
-def _backbone_after(ctx, job, phase_prefix):
-    """The backbone as the store saved it after the phase whose key starts with `phase_prefix` (e.g. "0-hp")."""
+def _backbone_after(ctx, job, phase_prefix, source):
+    """The backbone as the store saved it after the phase whose key starts with `phase_prefix` (e.g. "0-hp"); a
+    head-only result names its backbone by digest, which must be that of `source` (the backbone it started on)."""
     (phase_dir,) = (ctx.out / "phases").glob(f"{phase_prefix}-*")
+    if (phase_dir / "head.safetensors").exists():
+        assert json.loads((phase_dir / "record.json").read_text())["backbone_sha256"] == state_digest(source)
+        return source
     state = load_file(str(phase_dir / "model.safetensors"))
     return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
 
@@ -57,7 +62,7 @@ def test_head_probing_leaves_the_backbone_untouched_and_ft_starts_from_that_head
     prepared = prepare_job(job, ctx)
     pretrained = {k: v.clone() for k, v in prepared.model.backbone.state_dict().items()}
     hp, ft = run_phases(job, prepared, ctx)[0]
-    after_hp = _backbone_after(ctx, job, "0-hp")
+    after_hp = _backbone_after(ctx, job, "0-hp", pretrained)
     assert all(torch.equal(pretrained[k], after_hp[k]) for k in pretrained)  # BatchNorm statistics included
     assert hp["end"]["head_sha256"] != hp["start"]["head_sha256"]
     assert ft["start"]["head_sha256"] == hp["end"]["head_sha256"]
@@ -121,7 +126,7 @@ def test_reinit_ft_trains_the_reinitialised_block_with_the_head_and_nothing_else
     prepared = prepare_job(job, ctx)
     before = {k: v.clone() for k, v in prepared.model.backbone.state_dict().items()}
     run_phases(job, prepared, ctx)
-    after_hp = _backbone_after(ctx, job, "0-hp")
+    after_hp = _backbone_after(ctx, job, "0-hp", before)
     assert all(torch.equal(before[k], after_hp[k]) for k in before if not k.startswith("layer4.0."))
     assert all(not torch.equal(before[k], after_hp[k]) for k in before if k.startswith("layer4.0.") and "num_batches" not in k)
 

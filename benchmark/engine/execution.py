@@ -261,7 +261,8 @@ def _resume(store: Store, prepared: PreparedJob, keys: list[str]) -> tuple[int, 
     model loaded with the last stored result it can start from: phases before it are taken from the store,
     by their records, without loading their weights."""
     model, phases = prepared.model, prepared.phases
-    first = next((i for i, key in enumerate(keys) if not store.phase_done(key)), len(keys))
+    first = next((i for i, key in enumerate(keys) if store.load_phase_record(key) is None), len(keys))
+    initial = cpu_state(model) if first else None  # a failed load leaves nothing behind: the model starts over
     while first > 0:
         reads = [first - 1]
         if first < len(phases) and first >= 2 and phase_kind(phases[first].trains).needs_previous_start:
@@ -274,6 +275,7 @@ def _resume(store: Store, prepared: PreparedJob, keys: list[str]) -> tuple[int, 
             if (len(results) == 1 or start_of_previous is not None) and _load(results[-1], model):
                 prepared.selected_state = _full(results[-1].selected, model)
                 return first, start_of_previous
+        model.load_state_dict(initial)
         first -= 1  # weights dropped or unusable: one phase earlier
     return 0, None
 
