@@ -29,7 +29,7 @@ def restrict_logits(logits: torch.Tensor, class_subset: Sequence[int] | None) ->
 
 
 class AdaptationModule(L.LightningModule):
-    """Trains what `phase` trains; evaluates every evaluation set each epoch (one dataloader each)."""
+    """Trains what `phase` trains; evaluates the sets it is given after each epoch (one dataloader each)."""
 
     def __init__(self, model: nn.Module, phase: Phase, trainability: Trainability, eval_sets: Sequence[EvalSet],
                  num_classes: int, pretrained: dict[str, torch.Tensor] | None = None):

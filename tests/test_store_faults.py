@@ -1,5 +1,6 @@
 """Nothing blocks a store: unreadable records, stray markers, truncated phase results and checkpoints, NaN losses,
 and the per-epoch resume checkpoint's contract. Faults are injected at named points (lpft_bench.faults)."""
+import dataclasses
 import json
 import signal
 import stat
@@ -143,3 +144,24 @@ def test_a_truncated_checkpoint_is_named_set_aside_and_the_phase_restarts(tmp_pa
     record = run_job(job, ctx)
     assert [row["epoch"] for row in record["phases"][0]["epochs"]] == [0]
     assert f"{last}: checkpoint unreadable" in capsys.readouterr().err
+
+
+def test_checkpoints_every_n_minutes_skip_epochs_and_a_killed_phase_still_gives_the_same_cells(tmp_path, monkeypatch):
+    ctx = dataclasses.replace(_ctx(tmp_path), checkpoint_every_minutes=60.0)
+    # Seed 1: a phase key of its own (fault points count their passes per process).
+    job = Job("digits", "ft", seed=1, hparams={"epochs": 3}, benchmark_options=TINY)
+    key = phase_key(job, get_strategy("ft").phases({"epochs": 3}), 0)
+    last = ctx.job_dir(job) / "checkpoints" / key / "last.ckpt"
+    previous = _stop_at(monkeypatch, f"2:epoch {key}")  # killed after epoch 1: no hour has passed, no checkpoint
+    try:
+        with pytest.raises(Stop):
+            run_job(job, ctx)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    monkeypatch.delenv(FAULT_ENV)
+    assert not last.exists()
+
+    resumed = run_job(job, ctx)
+    clean = run_job(job, RunContext(out=tmp_path / "clean", accelerator="cpu"))
+    assert [row["epoch"] for row in resumed["phases"][0]["epochs"]] == [0, 1, 2]
+    assert resumed["final"] == clean["final"] and resumed["calibration"] == clean["calibration"]
