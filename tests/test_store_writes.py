@@ -63,3 +63,10 @@ def test_per_epoch_rows_hold_the_selection_set_unless_every_set_is_asked_for(tmp
     assert lean["calibration"] == every["calibration"]
     assert lean["selection"] == every["selection"]
     assert lean["phases"][0]["feature_change"] == every["phases"][0]["feature_change"]
+
+
+def test_checkpoint_every_minutes_takes_a_positive_number(capsys):
+    from lpft_bench.cli import main
+
+    assert main(["run", "--checkpoint-every-minutes", "0", "--dry-run"]) == 2
+    assert "expected a positive number of minutes" in capsys.readouterr().err
