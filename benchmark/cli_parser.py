@@ -24,13 +24,13 @@ def handler(func: str | Callable) -> Callable:
     return getattr(import_module(module), name)
 
 
-def _positive_minutes(text: str) -> float:
+def _minutes(text: str) -> float:
     try:
         minutes = float(text)
     except ValueError:
         minutes = float("nan")
-    if not minutes > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, e.g. 30, not {text!r}")
+    if not minutes >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, e.g. 30 (0: every epoch), not {text!r}")
     return minutes
 
 
@@ -64,6 +64,9 @@ def _add_matrix_arguments(parser: argparse.ArgumentParser, default_suite: str | 
 
 # engine.retention.POLICIES and DEFAULT_POLICY, spelled here so that parsing imports no engine (a test pins them).
 KEEP_WEIGHTS = ("all", "selected", "none")
+# A resume checkpoint (model and optimizer state) every epoch writes many times the store for short epochs; every
+# ten minutes bounds what a kill or preemption loses and keeps a quickstart's writes near its store's size.
+CHECKPOINT_EVERY_MINUTES = 10.0
 KEEP_WEIGHTS_HELP = ("which phase weights the store keeps (records always; and whatever a pending job still "
                      "reads): all; selected (each job's selected weights and every result a later phase reads); "
                      "none (default: only the head-probing jobs' final weights, which the report reads)")
@@ -98,9 +101,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--eval-every-epoch", action="store_true",
                      help="record every evaluation set's accuracy after every epoch (per-epoch curves), not only the "
                           "selection set's; the results are the same")
-    run.add_argument("--checkpoint-every-minutes", type=_positive_minutes, metavar="N",
+    run.add_argument("--checkpoint-every-minutes", type=_minutes, metavar="N", default=CHECKPOINT_EVERY_MINUTES,
                      help="write a gradient phase's resume checkpoint at the first epoch end N minutes after the last "
-                          "(default: every epoch); a kill loses at most the epochs since")
+                          f"(default {CHECKPOINT_EVERY_MINUTES:g}; 0: every epoch); a kill or preemption loses at most "
+                          "the epochs since")
     run.add_argument("--dry-run", action="store_true", help="print the expanded jobs and their count")
     run.add_argument("--no-preflight", action="store_true",
                      help="skip decoding every image of the folder benchmarks before the first job")

@@ -104,7 +104,7 @@ class RunContext:
     logger: str = "csv"  # engine.loggers: csv (always written), tensorboard, wandb or mlflow
     compile: bool = False
     eval_every_epoch: bool = False  # recording: every set's accuracy after every epoch, not only the selection set's
-    checkpoint_every_minutes: float | None = None  # speed: resume checkpoints at most this often (None: every epoch)
+    checkpoint_every_minutes: float = 0  # resume checkpoints at most this often (0: every epoch; the CLI's default: 10)
 
     @property
     def store(self) -> Store:

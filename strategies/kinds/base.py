@@ -63,7 +63,7 @@ class PhaseContext:
     # the pretrained one (parameters and buffers): then the probe's features are its z_0.
     pretrained_features: Callable[[str, object], "tuple[np.ndarray, np.ndarray] | None"] = lambda name, dataset: None
     eval_every_epoch: bool = False  # every set after every epoch (per-epoch curves), not only the selection set
-    checkpoint_every_minutes: float | None = None  # None: a resume checkpoint at every epoch's end
+    checkpoint_every_minutes: float = 0  # 0: a resume checkpoint at every epoch's end
     # Set by a kind that made a final pass over every set on the weights it selected: per set (logits, labels).
     final_outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 

@@ -89,14 +89,14 @@ class EpochCheckpoint(Checkpoint):
     epochs, the diagnostics' start) is in it, and the selected weights are flushed before it. Every rank calls
     `save_checkpoint`; global rank zero writes."""
 
-    def __init__(self, path: Path, phase_key: str, selected: SelectedWeights, every_minutes: float | None = None):
+    def __init__(self, path: Path, phase_key: str, selected: SelectedWeights, every_minutes: float = 0):
         self.path, self.phase_key, self.selected, self.every_minutes = path, phase_key, selected, every_minutes
         self._last_write = time.monotonic()
 
     def _due(self, trainer) -> bool:
         if trainer.current_epoch + 1 >= trainer.max_epochs:
             return False  # the fit ends here and its result goes to the phase store: nothing left to resume
-        if self.every_minutes is None:
+        if not self.every_minutes:
             return True
         due = time.monotonic() - self._last_write >= 60 * self.every_minutes
         return trainer.strategy.broadcast(due, src=0)  # one decision, or the ranks' collective save deadlocks
