@@ -41,6 +41,8 @@ from pathlib import Path
 import pandas as pd
 
 from lpft_bench.analysis.bench_counts import measure_matrix, measure_one_pass_evaluation
+from lpft_bench.analysis.bench_end_to_end import measure_end_to_end
+from lpft_bench.analysis.bench_markdown import format_markdown
 from lpft_bench.analysis.bench_instruments import threads
 from lpft_bench.analysis.bench_setup import SCALES, build_setup
 from lpft_bench.analysis.bench_timed import measure_data_pipeline, measure_ft_throughput, measure_linear_probe
@@ -52,8 +54,9 @@ THREADS = 1
 COLUMNS = ["id", "measurement", "ours", "reference", "unit", "ratio", "target", "met", "notes"]
 
 
-def run_bench(out_csv: Path = DEFAULT_OUT, size: str = "full") -> pd.DataFrame:
-    """Measure everything (module docstring), write the table to `out_csv` and return it."""
+def run_bench(out_csv: Path = DEFAULT_OUT, size: str = "full", end_to_end: bool = False) -> pd.DataFrame:
+    """Measure everything (module docstring), write the table to `out_csv` and return it; `end_to_end` adds
+    row 6 (the whole quickstart, suite vs plain script: minutes)."""
     if size not in SCALES:
         raise ValueError(f"size must be one of {', '.join(SCALES)}, not {size!r}")
     scale = SCALES[size]
@@ -70,6 +73,9 @@ def run_bench(out_csv: Path = DEFAULT_OUT, size: str = "full") -> pd.DataFrame:
     _progress("4/5 and 5/5 forward passes")
     check = f"count model checked against this run: {ft_check}; {probe_check}"
     rows = [*throughput, *pipeline, *probe, measure_one_pass_evaluation(check), measure_matrix(check)]
+    if end_to_end:
+        _progress("6 end to end: the quickstart suite vs the plain script (minutes)")
+        rows.append(measure_end_to_end(**({} if size == "full" else {"epochs": 1, "seeds": [0]})))
     frame = pd.DataFrame([vars(row) for row in rows], columns=COLUMNS)
     atomic_write(out_csv, lambda tmp: frame.to_csv(tmp, index=False))
     return frame
@@ -103,10 +109,15 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"CSV to write (default: {DEFAULT_OUT})")
     parser.add_argument("--tiny", action="store_true",
                         help="a smoke run of a few seconds: small data, short sweeps, numbers meaningless")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="add row 6: the quickstart suite in a fresh store vs plain_quickstart.py, CPU seconds "
+                             "and whether the cells agree (minutes; with --tiny: 1 epoch, 1 seed)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the README's performance table, with the machine it was measured on")
 
 
 def main_bench(args: argparse.Namespace) -> int:
-    frame = run_bench(args.out, "tiny" if args.tiny else "full")
-    print(format_bench(frame))
+    frame = run_bench(args.out, "tiny" if args.tiny else "full", end_to_end=args.end_to_end)
+    print(format_markdown(frame) if args.markdown else format_bench(frame))
     print(f"\nwritten to {args.out}")
     return 0
