@@ -35,9 +35,15 @@ def machine_line() -> str:
 
 
 def _number(value: float) -> str:
+    if value == "" or value != value:  # no reference (NaN, or empty once read back from CSV)
+        return ""
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _ratio(value: float) -> str:
+    return "" if value == "" or value != value else f"{value:.3g}"
 
 
 def format_markdown(frame: pd.DataFrame) -> str:
@@ -50,7 +56,9 @@ def format_markdown(frame: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for row in frame.itertuples():
         lines.append(f"| {row.id} | {row.measurement} | {_number(row.ours)} | {_number(row.reference)} | {row.unit} | "
-                     f"{row.ratio:.3g} | {row.target} | {row.met} |")
+                     f"{_ratio(row.ratio)} | {row.target} | {row.met} |")
     for row_id, measurement in GPU_ROWS:
-        lines.append(f"| {row_id} | {measurement} | not measured | | | | | needs a GPU |")
+        if row_id in set(frame["id"]):
+            continue
+        lines.append(f"| {row_id} | {measurement} | not measured | | | | | needs a GPU: `lpft-bench bench --gpu --markdown` |")
     return "\n".join(lines)
