@@ -49,3 +49,13 @@ def test_plain_script_computes_the_suites_cells_on_a_one_epoch_one_seed_quicksta
     result = compare_end_to_end(epochs=1, seeds=[0])
     assert result["cells"] == 14
     assert result["differing"] == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a GPU")
+def test_gpu_rows_are_refused_in_one_line_without_a_gpu(tmp_path, capsys):
+    from lpft_bench.cli import main
+
+    assert main(["bench", "--gpu", "--out", str(tmp_path / "bench.csv")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("lpft-bench: bench --gpu") and "CUDA" in error and "\n" not in error
+    assert not (tmp_path / "bench.csv").exists()
