@@ -55,8 +55,9 @@ def format_markdown(frame: pd.DataFrame) -> str:
              "| # | measurement | ours | reference | unit | ratio | target | |",
              "|---|---|---|---|---|---|---|---|"]
     for row in frame.itertuples():
+        target = str(row.target).replace("|", "\\|")  # a pipe inside a cell would end it
         lines.append(f"| {row.id} | {row.measurement} | {_number(row.ours)} | {_number(row.reference)} | {row.unit} | "
-                     f"{_ratio(row.ratio)} | {row.target} | {row.met} |")
+                     f"{_ratio(row.ratio)} | {target} | {row.met} |")
     for row_id, measurement in GPU_ROWS:
         if row_id in set(frame["id"]):
             continue
