@@ -21,6 +21,11 @@ which stalls whichever side happens to be running):
    the benchmarks' set sizes: 4 one FT run evaluating every set vs one run per OOD set; 5 the `paper` suite
    (else `quickstart`) vs the same matrix sharing no phase or feature between jobs, with the paper's LP and
    one run per OOD set. The count model is checked against the passes counted in this run's FT job and LP.
+6. (`--end-to-end`) The quickstart suite into a fresh store vs `plain_quickstart.py`, the same table cells by
+   hand: CPU seconds of each process and whether every cell agrees (bench_end_to_end).
+G1 to G3 (`--gpu`): a training step of ResNet-50 and ViT-B/16 at 224 px on one GPU, DDP scaling (bench_gpu);
+`--markdown` prints the table as the README shows it, headed by the machine (bench_markdown).
+1c is 1a's difference per step: what Lightning and the job's callbacks add to a training step.
 
 Columns: `ratio` is how many times better ours is than the reference (ours/reference for rates and
 accuracies, reference/ours for times and counts); `met` says whether the row's target is met ("" where the
