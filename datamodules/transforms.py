@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+import torch
+from PIL import Image
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
@@ -54,6 +57,33 @@ def padded_crop_pipelines(size: int) -> tuple[Pipeline, Pipeline]:
             [resize((size, size), "bilinear")])
 
 
+class ToTensor(transforms.ToTensor):
+    """torchvision's ToTensor with the same operations (uint8 HWC -> float CHW, / 255) for 8-bit L and RGB
+    images, without its per-call checks and API logging: a third of a 32x32 image's transform time."""
+
+    def __call__(self, picture):
+        if not isinstance(picture, Image.Image) or picture.mode not in ("L", "RGB"):
+            return super().__call__(picture)
+        pixels = torch.from_numpy(np.array(picture, np.uint8, copy=True))
+        pixels = pixels.view(picture.size[1], picture.size[0], len(picture.getbands())).permute((2, 0, 1)).contiguous()
+        return pixels.to(dtype=torch.get_default_dtype()).div(255)
+
+
+class Normalize(transforms.Normalize):
+    """torchvision's Normalize (a copy, minus mean, divided by std) with mean and std made tensors once, not
+    at every call."""
+
+    def __init__(self, mean, std, inplace: bool = False):
+        super().__init__(mean, std, inplace)
+        self._mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self._std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def forward(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.dtype != torch.float32 or tensor.ndim < 3 or (self._std == 0).any():
+            return super().forward(tensor)
+        return (tensor if self.inplace else tensor.clone()).sub_(self._mean).div_(self._std)
+
+
 def _build(step: dict):
     arguments = {k: v for k, v in step.items() if k != "op"}
     if "interpolation" in arguments:
@@ -67,8 +97,8 @@ def _build(step: dict):
         "random_crop": transforms.RandomCrop,
         "random_resized_crop": transforms.RandomResizedCrop,
         "horizontal_flip": transforms.RandomHorizontalFlip,
-        "to_tensor": transforms.ToTensor,
-        "normalize": transforms.Normalize,
+        "to_tensor": ToTensor,
+        "normalize": Normalize,
     }
     if step["op"] not in builders:
         raise ValueError(f"unknown transform operation {step['op']!r}; known: {', '.join(builders)}")

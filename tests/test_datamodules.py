@@ -392,3 +392,19 @@ def test_image_cache_reads_each_file_once_and_keeps_augmentation_random(tmp_path
     uncached, reads = counted("id_test", cache_mb=0)
     uncached[1], uncached[1]
     assert reads == [1, 1]
+
+
+@pytest.mark.parametrize("mode,shape,mean,std", [("L", (37, 29), (0.5,), (0.25,)),
+                                                 ("RGB", (37, 29, 3), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+def test_fast_to_tensor_and_normalize_give_torchvisions_exact_tensors(mode, shape, mean, std):
+    from PIL import Image
+    from torchvision import transforms as tv
+
+    from lpft_bench.datamodules.transforms import Normalize, ToTensor
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+        expected, got = tv.ToTensor()(image), ToTensor()(image)
+        assert got.dtype == expected.dtype and got.is_contiguous() and torch.equal(got, expected)
+        assert torch.equal(Normalize(mean, std)(got), tv.Normalize(mean, std)(expected))

@@ -21,6 +21,11 @@ which stalls whichever side happens to be running):
    the benchmarks' set sizes: 4 one FT run evaluating every set vs one run per OOD set; 5 the `paper` suite
    (else `quickstart`) vs the same matrix sharing no phase or feature between jobs, with the paper's LP and
    one run per OOD set. The count model is checked against the passes counted in this run's FT job and LP.
+6. (`--end-to-end`) The quickstart suite into a fresh store vs `plain_quickstart.py`, the same table cells by
+   hand: CPU seconds of each process and whether every cell agrees (bench_end_to_end).
+G1 to G3 (`--gpu`): a training step of ResNet-50 and ViT-B/16 at 224 px on one GPU, DDP scaling (bench_gpu);
+`--markdown` prints the table as the README shows it, headed by the machine (bench_markdown).
+1c is 1a's difference per step: what Lightning and the job's callbacks add to a training step.
 
 Columns: `ratio` is how many times better ours is than the reference (ours/reference for rates and
 accuracies, reference/ours for times and counts); `met` says whether the row's target is met ("" where the
@@ -39,12 +44,17 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from lpft_bench.analysis.bench_counts import measure_matrix, measure_one_pass_evaluation
+from lpft_bench.analysis.bench_end_to_end import measure_end_to_end
+from lpft_bench.analysis.bench_gpu import measure_gpu_rows
+from lpft_bench.analysis.bench_markdown import format_markdown
 from lpft_bench.analysis.bench_instruments import threads
 from lpft_bench.analysis.bench_setup import SCALES, build_setup
 from lpft_bench.analysis.bench_timed import measure_data_pipeline, measure_ft_throughput, measure_linear_probe
 from lpft_bench.engine import quiet_lightning
+from lpft_bench.errors import UsageError
 from lpft_bench.storage import atomic_write
 
 DEFAULT_OUT = Path("results/bench/bench.csv")
@@ -52,8 +62,10 @@ THREADS = 1
 COLUMNS = ["id", "measurement", "ours", "reference", "unit", "ratio", "target", "met", "notes"]
 
 
-def run_bench(out_csv: Path = DEFAULT_OUT, size: str = "full") -> pd.DataFrame:
-    """Measure everything (module docstring), write the table to `out_csv` and return it."""
+def run_bench(out_csv: Path = DEFAULT_OUT, size: str = "full", end_to_end: bool = False,
+              gpu: bool = False) -> pd.DataFrame:
+    """Measure everything (module docstring), write the table to `out_csv` and return it; `end_to_end` adds
+    row 6 (the whole quickstart, suite vs plain script: minutes), `gpu` rows G1 to G3 (bench_gpu)."""
     if size not in SCALES:
         raise ValueError(f"size must be one of {', '.join(SCALES)}, not {size!r}")
     scale = SCALES[size]
@@ -70,6 +82,12 @@ def run_bench(out_csv: Path = DEFAULT_OUT, size: str = "full") -> pd.DataFrame:
     _progress("4/5 and 5/5 forward passes")
     check = f"count model checked against this run: {ft_check}; {probe_check}"
     rows = [*throughput, *pipeline, *probe, measure_one_pass_evaluation(check), measure_matrix(check)]
+    if end_to_end:
+        _progress("6 end to end: the quickstart suite vs the plain script (minutes)")
+        rows.append(measure_end_to_end(**({} if size == "full" else {"epochs": 1, "seeds": [0]})))
+    if gpu:
+        _progress("G1 to G3 on the GPUs")
+        rows += measure_gpu_rows()
     frame = pd.DataFrame([vars(row) for row in rows], columns=COLUMNS)
     atomic_write(out_csv, lambda tmp: frame.to_csv(tmp, index=False))
     return frame
@@ -103,10 +121,21 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"CSV to write (default: {DEFAULT_OUT})")
     parser.add_argument("--tiny", action="store_true",
                         help="a smoke run of a few seconds: small data, short sweeps, numbers meaningless")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="add row 6: the quickstart suite in a fresh store vs plain_quickstart.py, CPU seconds "
+                             "and whether the cells agree (minutes; with --tiny: 1 epoch, 1 seed)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="add rows G1 to G3 (ResNet-50 and ViT-B/16 step throughput at 224 px, DDP scaling): "
+                             "needs a CUDA device")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the README's performance table, with the machine it was measured on")
 
 
 def main_bench(args: argparse.Namespace) -> int:
-    frame = run_bench(args.out, "tiny" if args.tiny else "full")
-    print(format_bench(frame))
+    if args.gpu and not torch.cuda.is_available():
+        raise UsageError("bench --gpu measures on a CUDA device and this machine has none; run it where "
+                         "`python -c 'import torch; print(torch.cuda.is_available())'` prints True")
+    frame = run_bench(args.out, "tiny" if args.tiny else "full", end_to_end=args.end_to_end, gpu=args.gpu)
+    print(format_markdown(frame) if args.markdown else format_bench(frame))
     print(f"\nwritten to {args.out}")
     return 0

@@ -60,6 +60,7 @@ def _plain_fit(setup: Setup, phase: Phase, batch_size: int) -> StepClock:
                                 weight_decay=phase.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=phase.epochs)
     generator = torch.Generator().manual_seed(SEED)
+    model.to(memory_format=torch.channels_last)  # as the suite's gradient phase trains
     model.train()
     with StepClock(model) as clock:
         for _ in range(phase.epochs):
@@ -106,6 +107,13 @@ def measure_ft_throughput(setup: Setup, scale: Scale) -> tuple[list[Row], str]:
             f"context for 1a, from the same fits: timed from the end of the warm-up epoch to the last step, so every "
             f"epoch end counts (the suite's: its per-epoch checkpoint and logs; an epoch here is only "
             f"{steps_per_epoch} steps; a stall from another process counts too)"),
+        Row("1c", "Lightning and suite overhead per FT step", 1000 * batch_size * (1 / suite_step - 1 / plain_step),
+            1000 * batch_size / plain_step, "ms/step", suite_step / plain_step, "", "",
+            f"from 1a's medians: ours is the suite's step minus the plain loop's, reference the plain step itself; "
+            f"ratio: the plain step's share of the suite's (the overhead is 1 - ratio of a suite step): the "
+            f"Trainer's loop and hooks, the job's callbacks every step (divergence check, trainability, signal "
+            f"check), the module's per-step metric update and two `self.log` calls, and the DataLoader's per-item "
+            f"indexing and collate of a TensorDataset"),
     ], check
 
 

@@ -1,0 +1,101 @@
+"""`lpft-bench bench --end-to-end`: the quickstart suite into a fresh temporary store vs the plain script that
+computes the same table cells (`plain_quickstart.py`), each in its own process with OMP_NUM_THREADS=1, timed by
+the CPU seconds (user + system) that process used, and whether their cells agree."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from lpft_bench.analysis.bench_instruments import conditions
+from lpft_bench.analysis.bench_setup import Row, judged
+from lpft_bench.analysis.tables import CI
+
+TARGET = 1.1  # the suite's CPU time at most this many times the plain script's
+
+
+def _timed(command: list[str]) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of `command` run to completion with one thread; its output is dropped
+    unless it fails."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
+
+
+def store_cells(store: Path) -> dict[str, tuple[float, float, int]]:
+    """"strategy|column" -> (mean, 90% half-width, seeds) as the store's id.csv and ood.csv hold them."""
+    cells = {}
+    for table in ("id.csv", "ood.csv"):
+        frame = pd.read_csv(store / table, index_col=0)
+        names = [c for c in frame.columns if not c.endswith((CI, "seeds")) and c != "average"]
+        for strategy, row in frame.iterrows():
+            for name in names:
+                if not pd.isna(row[name]):
+                    cells[f"{strategy}|{name}"] = (float(row[name]), float(row[f"{name} {CI}"]), int(row[f"{name} seeds"]))
+    return cells
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def differing_cells(suite: dict, plain: dict) -> list[str]:
+    """Cells that one side lacks or whose mean, half-width or seed count differ."""
+    differing = []
+    for key in sorted(set(suite) | set(plain)):
+        if key not in suite or key not in plain:
+            differing.append(f"{key}: only in {'suite' if key in suite else 'plain'}")
+        elif not all(_same(float(a), float(b)) for a, b in zip(suite[key], plain[key])):
+            differing.append(f"{key}: suite {suite[key][0]} ± {suite[key][1]}, plain {plain[key][0]} ± {plain[key][1]}")
+    return differing
+
+
+def end_to_end_commands(store: Path, cells_json: Path, epochs: int | None, seeds: list[int] | None) -> tuple[list, list]:
+    suite = [sys.executable, "-m", "lpft_bench.cli", "run", "--suite", "quickstart", "--out", str(store)]
+    plain = [sys.executable, "-m", "lpft_bench.analysis.plain_quickstart", "--json", str(cells_json)]
+    for command in (suite, plain):
+        command += ["--epochs", str(epochs)] if epochs else []
+        command += ["--seeds", *map(str, seeds)] if seeds else []
+    return suite, plain
+
+
+def compare_end_to_end(epochs: int | None = None, seeds: list[int] | None = None) -> dict:
+    """Both sides run once (epochs, seeds: a smaller matrix than the quickstart's): their CPU and wall seconds,
+    how many cells the plain script computed and which differ from the suite's tables."""
+    with tempfile.TemporaryDirectory(prefix="lpft-bench-e2e-") as workdir:
+        store, cells_json = Path(workdir) / "store", Path(workdir) / "plain.json"
+        suite_command, plain_command = end_to_end_commands(store, cells_json, epochs, seeds)
+        suite_cpu, suite_wall = _timed(suite_command)
+        plain_cpu, plain_wall = _timed(plain_command)
+        plain = {key: tuple(value) for key, value in json.loads(cells_json.read_text())["cells"].items()}
+        return {"suite_cpu": suite_cpu, "plain_cpu": plain_cpu, "suite_wall": suite_wall, "plain_wall": plain_wall,
+                "cells": len(plain), "differing": differing_cells(store_cells(store), plain)}
+
+
+def measure_end_to_end(epochs: int | None = None, seeds: list[int] | None = None) -> Row:
+    """Row 6: the quickstart's CPU seconds, suite vs plain script."""
+    result = compare_end_to_end(epochs, seeds)
+    matrix = "the full quickstart" if epochs is None and seeds is None else f"quickstart, epochs={epochs}, seeds={seeds}"
+    differing = result["differing"]
+    agreement = (f"all {result['cells']} cells agree (mean, 90% interval, seeds)" if not differing
+                 else f"{len(differing)} of {result['cells']} cells differ: " + "; ".join(differing))
+    ratio = result["plain_cpu"] / result["suite_cpu"]
+    return Row("6", "end to end: quickstart table cells, suite vs plain script", result["suite_cpu"],
+               result["plain_cpu"], "CPU s", ratio, f"suite <= {TARGET}x plain", judged(ratio >= 1 / TARGET),
+               f"{matrix}: `lpft-bench run` into a fresh temporary store vs `python -m "
+               f"lpft_bench.analysis.plain_quickstart`, each its own process, OMP_NUM_THREADS=1, one after the other; "
+               f"wall {result['suite_wall']:.0f} s and {result['plain_wall']:.0f} s; {agreement}; {conditions()}")
