@@ -109,11 +109,11 @@ def measure_ft_throughput(setup: Setup, scale: Scale) -> tuple[list[Row], str]:
             f"{steps_per_epoch} steps; a stall from another process counts too)"),
         Row("1c", "Lightning and suite overhead per FT step", 1000 * batch_size * (1 / suite_step - 1 / plain_step),
             1000 * batch_size / plain_step, "ms/step", suite_step / plain_step, "", "",
-            f"from 1a's medians: ours is the suite's step minus the plain loop's, reference the plain step itself; "
-            f"ratio: the plain step's share of the suite's (the overhead is 1 - ratio of a suite step): the "
-            f"Trainer's loop and hooks, the job's callbacks every step (divergence check, trainability, signal "
-            f"check), the module's per-step metric update and two `self.log` calls, and the DataLoader's per-item "
-            f"indexing and collate of a TensorDataset"),
+            "from 1a's medians: ours is the suite's step minus the plain loop's, reference the plain step itself; "
+            "ratio: the plain step's share of the suite's (the overhead is 1 - ratio of a suite step): the "
+            "Trainer's loop and hooks, the job's callbacks every step (divergence check, trainability, signal "
+            "check), the module's per-step metric update and two `self.log` calls, and the DataLoader's per-item "
+            "indexing and collate of a TensorDataset"),
     ], check
 
 
