@@ -111,10 +111,10 @@ def _run_matrix(args: argparse.Namespace) -> int:
         for job in jobs:
             print(f"{job.id}  {job.label('benchmark'):<10} {job.label('backbone'):<18} {job.label('strategy'):<9} "
                   f"seed={job.seed} {job.hparams}")
-        print(f"{len(jobs)} jobs in suite {suite.name}")
         from lpft_bench.preflight import plan_lines
 
         print("\n".join(plan_lines(jobs, Path(args.out or Path("results") / suite.name), args.keep_weights)))
+        print(f"{len(jobs)} jobs in suite {suite.name}")
         return 0
     out = Path(args.out or Path("results") / suite.name)
     _check_out(out)
