@@ -219,9 +219,13 @@ def _status(args: argparse.Namespace) -> int:
     if counts["outside"]:
         print(f"  {outside_line(counts['outside'])}")
     sizes = Store(out).sizes()
-    print("  size: " + ", ".join(f"{kind} {size / 1e6:.1f} MB" for kind, size in sizes.items())
-          + f" ({sum(sizes.values()) / 1e6:.1f} MB in all)")
+    print("  size: " + ", ".join(f"{kind} {_size(size)}" for kind, size in sizes.items())
+          + f" ({_size(sum(sizes.values()))} in all)")
     return 0
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
 
 
 def _collect(args: argparse.Namespace) -> int:
