@@ -101,22 +101,23 @@ def _id_or_waiting(job) -> str | None:
 
 
 def _dry_run(args: argparse.Namespace, suite, jobs: list) -> int:
+    """The jobs, the disk plan, and last the count (per paper and table under --all)."""
     from lpft_bench.preflight import plan_lines
 
     ids = {id(job): _id_or_waiting(job) for job in jobs}
     for job in jobs:
         print(f"{ids[id(job)] or '(not pretrained)':<16}  {job.label('benchmark'):<10} {job.label('backbone'):<18} "
               f"{job.label('strategy'):<9} seed={job.seed} {job.hparams}")
-    print(f"{len(jobs)} jobs in suite {suite.name}")
-    if args.all:
-        _print_paper_counts(jobs)
     ready = [job for job in jobs if ids[id(job)] is not None]
+    print("\n".join(plan_lines(ready, Path(args.out or Path("results") / suite.name), args.keep_weights)))
     waiting = sorted({job.backbone for job in jobs if ids[id(job)] is None})
     if waiting:
         print(f"{len(jobs) - len(ready)} jobs start from a backbone not pretrained on this machine yet "
               f"({', '.join(waiting)}): their ids include its weights' digest; make it first with `lpft-bench "
-              "pretrain cifar10 --arch ...` (see `lpft-bench pretrain --help`); the disk plan below leaves them out")
-    print("\n".join(plan_lines(ready, Path(args.out or Path("results") / suite.name), args.keep_weights)))
+              "pretrain cifar10 --arch ...` (see `lpft-bench pretrain --help`); the disk plan above leaves them out")
+    if args.all:
+        _print_paper_counts(jobs)
+    print(f"{len(jobs)} jobs in suite {suite.name}")
     return 0
 
 
@@ -260,9 +261,13 @@ def _status(args: argparse.Namespace) -> int:
     if counts["outside"]:
         print(f"  {outside_line(counts['outside'])}")
     sizes = Store(out).sizes()
-    print("  size: " + ", ".join(f"{kind} {size / 1e6:.1f} MB" for kind, size in sizes.items())
-          + f" ({sum(sizes.values()) / 1e6:.1f} MB in all)")
+    print("  size: " + ", ".join(f"{kind} {_size(size)}" for kind, size in sizes.items())
+          + f" ({_size(sum(sizes.values()))} in all)")
     return 0
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
 
 
 def _collect(args: argparse.Namespace) -> int:

@@ -85,13 +85,13 @@ def test_a_truncated_phase_result_is_set_aside_and_recomputed(tmp_path, capsys):
     lp = Job("digits", "lp", seed=0, benchmark_options=TINY)
     first = run_job(lp, ctx)
     key = phase_key(lp, get_strategy("lp").phases(), 0)
-    (weights,) = ctx.store.phase_dir(key).glob("*.safetensors")  # a probe's head alone, over its backbone's digest
+    weights = ctx.store.phase_dir(key) / "head.safetensors"  # the probe keeps its head alone
     weights.write_bytes(weights.read_bytes()[:100])  # what a full disk leaves
     again = run_job(lp, ctx)
     assert "reused" not in again["phases"][0]
     assert again["final"] == first["final"]
     assert str(ctx.store.phase_dir(key)) in capsys.readouterr().err
-    assert (ctx.store.phase_dir(key).parent / f"{key}.corrupt-1" / weights.name).exists()
+    assert (ctx.store.phase_dir(key).parent / f"{key}.corrupt-1" / "head.safetensors").exists()
 
 
 def _stop_at(monkeypatch, spec):
