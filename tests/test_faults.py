@@ -14,7 +14,9 @@ from lpft_bench.cli import main
 from lpft_bench.engine.store import Store
 from lpft_bench.faults import FAULT_ENV, LOG_ENV
 
-ARGS = ["run", "--strategies", "lp", "lp-ft", "--seeds", "0", "--epochs", "2", "--subset", "60", "--set", "lr=0.001"]
+# Every epoch its resume checkpoint, as a kill mid-phase is what these tests resume from.
+ARGS = ["run", "--strategies", "lp", "lp-ft", "--seeds", "0", "--epochs", "2", "--subset", "60", "--set", "lr=0.001",
+        "--checkpoint-every-minutes", "0"]
 KEY = ["job_id", "eval_set"]
 
 
