@@ -206,8 +206,9 @@ def plan_lines(jobs: list[Job], out: Path, policy: str) -> list[str]:
     plan = disk_plan(jobs, out, policy)
     return [f"disk, --keep-weights {policy}: {_gb(plan.retained_weights)} of phase weights kept once the matrix is "
             f"done (+ {_gb(plan.features)} of cached features, {_gb(plan.records)} of records and logs); "
-            f"{_gb(plan.written)} written into the store before pruning, {_gb(plan.transient)} of transient writes "
-            f"in all (resume checkpoints of {_gb(plan.peak)} at most, overwritten every epoch)"]
+            f"{_gb(plan.written)} written into the store before pruning; resume checkpoints of {_gb(plan.peak)} at "
+            f"most; {_gb(plan.transient)} of transient writes in all if one were written every epoch "
+            "(--checkpoint-every-minutes 0), a fraction of that at the default of one per ten minutes of training"]
 
 
 def _gb(size: int) -> str:
