@@ -135,8 +135,9 @@ def head_probing_jobs(records: list[dict]) -> pd.DataFrame:
         finetune = finetune_phase(record)
         series, tau = points[record["job_id"]]
         change = finetune["feature_change"][selection_set]
-        rows.append({"benchmark": record["job"]["benchmark"], "backbone": record_setting(record)["backbone"],
-                     "series": series, "tau": tau, "seed": record["job"]["seed"], "job_id": record["job_id"],
+        setting = record_setting(record)
+        rows.append({"benchmark": setting["benchmark"], "backbone": setting["backbone"], "series": series,
+                     "tau": tau, "seed": record["job"]["seed"], "job_id": record["job_id"],
                      "ft_val_acc": 100.0 * record["final"][selection_set],
                      "hp_train_acc": 100.0 * finetune["start"]["train_acc"],
                      "average_initial_energy": finetune["start"]["average_initial_energy"],
