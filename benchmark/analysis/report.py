@@ -198,7 +198,7 @@ def plot_feature_change(summary: pd.DataFrame, benchmark: str, png: Path) -> lis
 
 def _metric_grid(backbones: list[str], metrics: tuple[str, ...]) -> tuple[plt.Figure, dict]:
     """Ren et al.'s Figure 4 layout: one column per pretraining backbone, one row per metric."""
-    fig, axes = plt.subplots(len(metrics), len(backbones), figsize=(4.2 * len(backbones), 2.3 * len(metrics)),
+    fig, axes = plt.subplots(len(metrics), len(backbones), figsize=(max(7.0, 4.2 * len(backbones)), 2.3 * len(metrics)),
                              squeeze=False, sharex="col")
     for column, backbone in enumerate(backbones):
         axes[0, column].set_title(backbone)
@@ -218,7 +218,7 @@ def plot_head_probing(summary: pd.DataFrame, benchmark: str, png: Path) -> list[
     for backbone in backbones:
         axes[backbone, SWEEP_METRICS[-1]].set_xlabel("τ (head-probing epochs)")
         axes[backbone, SWEEP_METRICS[0]].legend(fontsize="x-small")
-    fig.suptitle(f"{benchmark}: head probing for τ epochs, then FT (mean ± std over seeds)")
+    fig.suptitle(f"{benchmark}: head probing for τ epochs, then FT\n(mean ± std over seeds)")
     fig.tight_layout()
     return _save_figure(fig, summary, png)
 
@@ -234,7 +234,7 @@ def plot_against_hp_accuracy(points: pd.DataFrame, benchmark: str, png: Path) ->
     for backbone in backbones:
         axes[backbone, AGAINST_HP_ACC[-1]].set_xlabel("HP-train-acc (%)")
         axes[backbone, AGAINST_HP_ACC[0]].legend(fontsize="x-small")
-    fig.suptitle(f"{benchmark}: the same sweep against the probed head's training accuracy (mean over seeds)")
+    fig.suptitle(f"{benchmark}: the same sweep against the probed head's\ntraining accuracy (mean ± std over seeds)")
     fig.tight_layout()
     return _save_figure(fig, points, png)
 
