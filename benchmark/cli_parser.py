@@ -167,7 +167,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             ("pretrain", "rerun the shipped digits backbones' recipe (digests compared), or make Sup-C10", "pretrain",
              "lpft_bench.pretrain:main_pretrain"),
             ("bench", "throughput and reuse measured against a plain loop and the paper's LP", "analysis.bench",
-             "lpft_bench.analysis.bench:main_bench")):
+             "lpft_bench.analysis.bench:main_bench"),
+            ("swap", "a head-probing sweep's backbones and heads exchanged and evaluated (Ren et al.'s Figure 3)",
+             "analysis.swap", "lpft_bench.analysis.swap:main_swap")):
         sub = commands.add_parser(name, help=text)
         _arguments_beside_the_code(sub, f"lpft_bench.{module}:add_{name}_arguments", command == name)
         sub.set_defaults(func=func)

@@ -1,5 +1,6 @@
 """Image folders for examples/my-shift.yaml from CIFAR-10 class folders (`<dir>/{train,test}/<class>/*.jpg`):
-train/ and test/ as they are, blur/ and noise/ two shifts of test/. `--per-class N` keeps the first N of each."""
+train/ and test/ as they are, blur/ and noise/ two shifts of test/. `--per-class N` keeps the first N of each
+(`--test-per-class M`: M of each test class, and of its shifts)."""
 from __future__ import annotations
 
 import argparse
@@ -23,14 +24,17 @@ def main() -> None:
     parser.add_argument("source", type=Path, help="folder with train/<class>/ and test/<class>/ images")
     parser.add_argument("target", type=Path)
     parser.add_argument("--per-class", type=int, default=None)
+    parser.add_argument("--test-per-class", type=int, default=None, help="default: --per-class")
     args = parser.parse_args()
+    test_per_class = args.per_class if args.test_per_class is None else args.test_per_class
     rng = np.random.default_rng(0)
     for folder, (split, shift) in {"train": ("train", None), "test": ("test", None), "blur": ("test", "blur"),
                                    "noise": ("test", "noise")}.items():
         for class_dir in sorted(p for p in (args.source / split).iterdir() if p.is_dir()):
             out = args.target / folder / class_dir.name
             out.mkdir(parents=True, exist_ok=True)
-            for path in sorted(class_dir.iterdir())[: args.per_class]:
+            kept = args.per_class if split == "train" else test_per_class
+            for path in sorted(class_dir.iterdir())[:kept]:
                 shifted(Image.open(path).convert("RGB"), shift, rng).save(out / f"{path.stem}.png")
 
 

@@ -16,10 +16,10 @@ OOD_DROP = {"id_val": 0.0, "id_test": 0.01, "rotated-mild": 0.2, "rotated-strong
 
 
 def write_record(store, strategy, seed, hparams, accuracy, *, energy=0.5, distance=1.0, sets=None,
-                 benchmark="digits", probe_only=False):
-    """A finished job whose numbers all derive from `accuracy`, `energy` and `distance`."""
+                 benchmark="digits", probe_only=False, backbone="digits-resnet", hp_train_acc=0.1):
+    """A finished job whose numbers all derive from `accuracy`, `energy`, `distance` and `hp_train_acc`."""
     sets = sets or DIGITS_SETS
-    job = {"benchmark": benchmark, "strategy": strategy, "seed": seed, "backbone": "digits-resnet",
+    job = {"benchmark": benchmark, "strategy": strategy, "seed": seed, "backbone": backbone,
            "hparams": hparams, "benchmark_options": {}, "checkpoint": None}
     job_id = meaning_hash(job)
     selection_set = "id_val" if "id_val" in sets else "id_test"
@@ -32,7 +32,7 @@ def write_record(store, strategy, seed, hparams, accuracy, *, energy=0.5, distan
                          "cosine": 1 - distance / 10, "norm": 3 * distance, "norm_before": 2.0}
                   for name, split in sets.items()}
         phases = [{"name": "ft", "phase": {}, "epochs": epochs,
-                   "start": {"head_sha256": "0", "head_norm": 1.0, "train_acc": 0.1, "train_loss": 2.3,
+                   "start": {"head_sha256": "0", "head_norm": 1.0, "train_acc": hp_train_acc, "train_loss": 2.3,
                              "average_initial_energy": energy},
                    "feature_change": change, "id_over_ood_feature_change": {}, "backbone_distance_from_pretrained": 1.0,
                    "end": {"head_sha256": "1", "head_norm": 2.0}}]
@@ -93,7 +93,8 @@ def test_report_writes_every_figure_with_its_numbers_and_references_it(full_stor
     store, report, _, failed = full_store
     assert report == store / "report" / "report.md"
     text = report.read_text()
-    pngs = {"id_vs_ood_digits.png", "feature_change_digits.png", "head_probing_digits.png"}
+    pngs = {"id_vs_ood_digits.png", "feature_change_digits.png", "head_probing_digits.png",
+            "head_probing_vs_hp_acc_digits.png"}
     assert {p.name for p in report.parent.glob("*.png")} == pngs
     for png in pngs:
         assert (report.parent / png).read_bytes().startswith(PNG_SIGNATURE)
@@ -144,6 +145,25 @@ def test_head_probing_sweep_is_mean_and_std_over_seeds_per_tau_and_series(full_s
     assert list(smoothed["tau"]) == [5, 20] and list(smoothed["mean"]) == pytest.approx([2.0, 2.0])
     accuracy = sweep[(sweep["metric"] == "ft_val_acc") & (sweep["series"] == "hp-ft") & (sweep["tau"] == 20)].iloc[0]
     assert accuracy["mean"] == pytest.approx(100 * (0.8 + 0.1 + 0.01))
+
+
+def test_figure_4_has_a_column_per_backbone_and_plots_against_hp_train_accuracy(tmp_path):
+    for backbone, offset in (("digits-resnet", 0.0), ("digits-mlp", 0.05)):
+        for tau in TAUS:
+            write_record(tmp_path, "hp-ft", 0, {"hp_epochs": tau}, 0.7 + offset + tau / 100, backbone=backbone,
+                         distance=3.0 - tau / 10, hp_train_acc=0.2 + tau / 40)
+    report = write_report(tmp_path)
+    sweep = pd.read_csv(report.parent / "head_probing_digits.csv")
+    assert set(sweep["backbone"]) == {"digits-resnet", "digits-mlp"}
+    assert set(sweep["metric"]) == {"ft_val_acc", "hp_train_acc", "average_initial_energy", "distance", "cosine",
+                                    "dot", "norm"}
+    points = pd.read_csv(report.parent / "head_probing_vs_hp_acc_digits.csv").set_index(["backbone", "tau"])
+    for tau in TAUS:
+        assert points.loc[("digits-mlp", tau), "hp_train_acc_mean"] == pytest.approx(100 * (0.2 + tau / 40))
+        assert points.loc[("digits-mlp", tau), "ft_val_acc_mean"] == pytest.approx(100 * (0.75 + tau / 100))
+        assert points.loc[("digits-resnet", tau), "distance_mean"] == pytest.approx(3.0 - tau / 10)
+    assert points["ft_val_acc_std"].isna().all()  # one seed: no spread to show, and no row lost for it
+    assert "Not computed: `lpft-bench swap" in report.read_text()
 
 
 def test_store_without_head_probing_says_so_and_runs_from_the_command_line(tmp_path, capsys):

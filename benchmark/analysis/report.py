@@ -12,6 +12,7 @@ import pandas as pd
 from lpft_bench.storage import atomic_write
 from lpft_bench.strategies import STRATEGIES, get_strategy
 from lpft_bench.strategies.kinds import phase_kind
+from lpft_bench.analysis.claims import record_setting
 from lpft_bench.analysis.tables import (
     INTERVAL_LABELS,
     NO_OOD,
@@ -39,10 +40,14 @@ def _head_probes_then_finetunes(phases) -> bool:
 
 HEAD_PROBING_STRATEGIES = tuple(name for name, strategy in STRATEGIES.items()
                                 if "hp_epochs" in strategy.defaults and _head_probes_then_finetunes(strategy.phases()))
-FEATURE_METRICS = ("distance", "dot", "cosine", "norm")
-SWEEP_METRICS = ("ft_val_acc", "average_initial_energy", *FEATURE_METRICS)
+FEATURE_METRICS = ("distance", "cosine", "dot", "norm")
+SWEEP_METRICS = ("ft_val_acc", "hp_train_acc", "average_initial_energy", *FEATURE_METRICS)
+# Ren et al.'s Figure 4 plots the sweep against HP-train-acc too: every metric but that x-axis itself.
+AGAINST_HP_ACC = tuple(metric for metric in SWEEP_METRICS if metric != "hp_train_acc")
+SWEEP_POINT = ["benchmark", "backbone", "series", "tau"]
 METRIC_LABELS = {
     "ft_val_acc": "FT validation accuracy (%)",
+    "hp_train_acc": "HP-train-acc (%) at FT start",
     "average_initial_energy": "AIE at FT start",
     "distance": "‖z_T − z_0‖",
     "dot": "⟨z_T, z_0⟩",
@@ -50,6 +55,13 @@ METRIC_LABELS = {
     "norm": "‖z_T‖",
 }
 MARKERS = "osD^vPX*<>ph"
+SWAP_CSV = "swap.csv"  # written by `lpft-bench swap` (analysis/swap.py) into the report directory
+SWAP_SWEEP = ["benchmark", "backbone", "series", "seed"]  # one swap matrix per τ sweep of one seed
+
+
+def swap_png(sweep_key: tuple) -> str:
+    """The heatmap of one sweep's swap matrix."""
+    return "swap_" + "-".join(str(part).replace(" ", "").replace("=", "") for part in sweep_key) + ".png"
 
 
 def id_vs_ood_points(id_cells: pd.DataFrame, ood_cells: pd.DataFrame) -> pd.DataFrame:
@@ -101,9 +113,10 @@ def sweep_series(strategy: str, hparams: dict) -> str:
 
 
 def head_probing_jobs(records: list[dict]) -> pd.DataFrame:
-    """One row per head-probing job kept for the sweep: its series, τ, seed, FT validation accuracy, AIE and
-    feature change on its selection set. Within a (series, τ) point, other swept hyperparameters (e.g. lr)
-    are chosen as everywhere else: best mean selection-set accuracy over seeds."""
+    """One row per head-probing job kept for the sweep: its backbone, series, τ, seed, FT validation accuracy,
+    HP-train-acc (the probed head's accuracy on the training probe set as FT starts), AIE and feature change on
+    its selection set. Within a (backbone, series, τ) point, other swept hyperparameters (e.g. lr) are chosen
+    as everywhere else: best mean selection-set accuracy over seeds."""
     sweep = [r for r in records if r.get("status") == "done" and r["job"]["strategy"] in HEAD_PROBING_STRATEGIES]
     if not sweep:
         return pd.DataFrame()
@@ -122,17 +135,27 @@ def head_probing_jobs(records: list[dict]) -> pd.DataFrame:
         finetune = finetune_phase(record)
         series, tau = points[record["job_id"]]
         change = finetune["feature_change"][selection_set]
-        rows.append({"benchmark": record["job"]["benchmark"], "series": series, "tau": tau,
-                     "seed": record["job"]["seed"],
+        setting = record_setting(record)
+        rows.append({"benchmark": setting["benchmark"], "backbone": setting["backbone"], "series": series,
+                     "tau": tau, "seed": record["job"]["seed"], "job_id": record["job_id"],
                      "ft_val_acc": 100.0 * record["final"][selection_set],
+                     "hp_train_acc": 100.0 * finetune["start"]["train_acc"],
                      "average_initial_energy": finetune["start"]["average_initial_energy"],
                      **{metric: change[metric] for metric in FEATURE_METRICS}})
     return pd.DataFrame(rows)
 
 
 def head_probing_summary(jobs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds of every sweep metric, per (benchmark, series, τ)."""
-    return _seed_statistics(jobs, ["benchmark", "series", "tau"], SWEEP_METRICS)
+    """Mean ± std over seeds of every sweep metric, per (benchmark, backbone, series, τ)."""
+    return _seed_statistics(jobs.drop(columns="job_id"), SWEEP_POINT, SWEEP_METRICS)
+
+
+def against_hp_accuracy(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per sweep point: its mean HP-train-acc beside every other metric's mean and std."""
+    wide = summary.pivot_table(index=SWEEP_POINT, columns="metric", values=["mean", "std"], dropna=False)
+    wide.columns = [f"{metric}_{statistic}" for statistic, metric in wide.columns]
+    columns = ["hp_train_acc_mean", *(f"{m}_{s}" for m in AGAINST_HP_ACC for s in ("mean", "std"))]
+    return wide[columns].reset_index()
 
 
 def _save_figure(fig: plt.Figure, numbers: pd.DataFrame, png: Path) -> list[str]:
@@ -173,18 +196,47 @@ def plot_feature_change(summary: pd.DataFrame, benchmark: str, png: Path) -> lis
     return _save_figure(fig, summary, png)
 
 
+def _metric_grid(backbones: list[str], metrics: tuple[str, ...]) -> tuple[plt.Figure, dict]:
+    """Ren et al.'s Figure 4 layout: one column per pretraining backbone, one row per metric."""
+    fig, axes = plt.subplots(len(metrics), len(backbones), figsize=(max(7.0, 4.2 * len(backbones)), 2.3 * len(metrics)),
+                             squeeze=False, sharex="col")
+    for column, backbone in enumerate(backbones):
+        axes[0, column].set_title(backbone)
+        for row, metric in enumerate(metrics):
+            axes[row, 0].set_ylabel(METRIC_LABELS[metric], fontsize="small")
+    return fig, {(backbone, metric): axes[row, column] for column, backbone in enumerate(backbones)
+                 for row, metric in enumerate(metrics)}
+
+
 def plot_head_probing(summary: pd.DataFrame, benchmark: str, png: Path) -> list[str]:
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-    for ax, metric in zip(axes.flat, SWEEP_METRICS):
-        for series, curve in summary[summary["metric"] == metric].groupby("series"):
-            ax.errorbar(curve["tau"], curve["mean"], yerr=curve["std"], marker="o", capsize=3, label=series)
+    backbones = sorted(summary["backbone"].unique())
+    fig, axes = _metric_grid(backbones, SWEEP_METRICS)
+    for (backbone, metric, series), curve in summary.groupby(["backbone", "metric", "series"]):
+        ax = axes[backbone, metric]
+        ax.errorbar(curve["tau"], curve["mean"], yerr=curve["std"], marker="o", capsize=3, label=series)
         ax.set_xscale("symlog", linthresh=1)  # τ = 0 (plain FT) belongs on the axis beside τ in the hundreds
-        ax.set_xlabel("τ (head-probing epochs)")
-        ax.set_title(METRIC_LABELS[metric])
-    axes.flat[0].legend(fontsize="small")
-    fig.suptitle(f"{benchmark}: head probing for τ epochs, then FT (mean ± std over seeds)")
+    for backbone in backbones:
+        axes[backbone, SWEEP_METRICS[-1]].set_xlabel("τ (head-probing epochs)")
+        axes[backbone, SWEEP_METRICS[0]].legend(fontsize="x-small")
+    fig.suptitle(f"{benchmark}: head probing for τ epochs, then FT\n(mean ± std over seeds)")
     fig.tight_layout()
     return _save_figure(fig, summary, png)
+
+
+def plot_against_hp_accuracy(points: pd.DataFrame, benchmark: str, png: Path) -> list[str]:
+    backbones = sorted(points["backbone"].unique())
+    fig, axes = _metric_grid(backbones, AGAINST_HP_ACC)
+    for (backbone, series), curve in points.groupby(["backbone", "series"]):
+        curve = curve.sort_values("tau")
+        for metric in AGAINST_HP_ACC:
+            axes[backbone, metric].errorbar(curve["hp_train_acc_mean"], curve[f"{metric}_mean"],
+                                            yerr=curve[f"{metric}_std"], marker="o", capsize=3, label=series)
+    for backbone in backbones:
+        axes[backbone, AGAINST_HP_ACC[-1]].set_xlabel("HP-train-acc (%)")
+        axes[backbone, AGAINST_HP_ACC[0]].legend(fontsize="x-small")
+    fig.suptitle(f"{benchmark}: the same sweep against the probed head's\ntraining accuracy (mean ± std over seeds)")
+    fig.tight_layout()
+    return _save_figure(fig, points, png)
 
 
 def _table_section(split: str, title: str, table: pd.DataFrame, benchmarks: list[str], out: Path) -> list[str]:
@@ -235,16 +287,40 @@ def _feature_change_section(records: list[dict], selected: pd.DataFrame, out: Pa
 
 
 def _head_probing_section(records: list[dict], out: Path) -> list[str]:
-    lines = ["## Head probing: HPτ-FT against τ", "",
-             "FT validation accuracy (selection set), average initial energy at FT start, and feature change "
-             "on the selection set, against the number τ of head-probing epochs; mean ± std over seeds. "
-             "Label-smoothed head probing (lshp-ft) is one series per smoothing η.", ""]
+    lines = ["## Head probing: HPτ-FT against τ and against HP-train-acc (Ren et al.'s Figure 4)", "",
+             "FT validation accuracy (selection set, at the selected epoch), HP-train-acc and average initial "
+             "energy at FT start, and feature change z_0 → z_T over FT on the selection set's probe subset "
+             "(‖z_T − z_0‖, cos(z_T, z_0), ⟨z_T, z_0⟩, ‖z_T‖; z_T after FT's last epoch), against the number τ "
+             "of head-probing epochs and against HP-train-acc; one column per pretraining backbone, mean ± std "
+             "over seeds. Label-smoothed head probing (lshp-ft) is one series per smoothing η.", ""]
     jobs = head_probing_jobs(records)
     if jobs.empty:
         return lines + [f"No head-probing sweep in this store (no finished {', '.join(HEAD_PROBING_STRATEGIES)} jobs).", ""]
     summary = head_probing_summary(jobs)
     for benchmark, part in summary.groupby("benchmark"):
         lines += [f"### {benchmark}", ""] + plot_head_probing(part, benchmark, out / f"head_probing_{benchmark}.png")
+        lines += plot_against_hp_accuracy(against_hp_accuracy(part), benchmark,
+                                          out / f"head_probing_vs_hp_acc_{benchmark}.png")
+    return lines
+
+
+def _swap_section(out: Path) -> list[str]:
+    lines = ["## Heads and backbones exchanged (Ren et al.'s Figure 3)", ""]
+    if not (out / SWAP_CSV).exists():
+        return lines + [f"Not computed: `lpft-bench swap --store STORE --out {out}` evaluates every backbone of the "
+                        "sweep with every head (no training) and writes it here for the next report.", ""]
+    swaps = pd.read_csv(out / SWAP_CSV)
+    lines += ["Backbone of the job with τ = row, head of the job with τ = column, evaluated without training "
+              f"(accuracy %), as `lpft-bench swap` last wrote [{SWAP_CSV}]({SWAP_CSV}).", ""]
+    for key, sweep in swaps.groupby(SWAP_SWEEP, sort=True):
+        png = swap_png(key)
+        diagonal = sweep.dropna(subset=["recorded_val_acc"])
+        gap = (diagonal["val_acc"] - diagonal["recorded_val_acc"]).abs().max()
+        lines += [f"### {', '.join(map(str, key))}", "", f"![{png[:-4]}]({png})", "", "```text"]
+        for name in ("val", "train"):
+            grid = sweep.pivot(index="backbone_tau", columns="head_tau", values=f"{name}_acc")
+            lines += [f"{name} accuracy (%): rows backbone τ, columns head τ", grid.to_string(float_format="{:.1f}".format), ""]
+        lines += ["```", "", f"Diagonal vs each job's recorded validation accuracy: largest difference {gap:.2g} points.", ""]
     return lines
 
 
@@ -273,6 +349,8 @@ def write_report(store: Path, out: Path | None = None) -> Path:
         lines += _id_vs_ood_section(id_table, ood_table, out)
     lines += _feature_change_section(records, selected, out)
     lines += _head_probing_section(records, out)
+    if not head_probing_jobs(records).empty:
+        lines += _swap_section(out)
     report = out / "report.md"
     atomic_write(report, lambda tmp: tmp.write_text("\n".join(lines)))
     return report
