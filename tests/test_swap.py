@@ -10,7 +10,7 @@ from lpft_bench.analysis.swap import fine_tuned_weights
 from lpft_bench.cli import main
 from lpft_bench.engine import Job, RunContext, prepare_job, run_job
 from lpft_bench.engine.identity import phase_key
-from lpft_bench.engine.store import phase_dir
+from lpft_bench.engine.store import Store
 from lpft_bench.strategies import get_strategy
 from lpft_bench.strategies.posthoc import evaluate
 
@@ -78,7 +78,7 @@ def test_missing_fine_tuned_weights_are_one_line_naming_the_job(sweep, tmp_path,
     shutil.copytree(store, copy)
     job = _job(1)
     phases = get_strategy(job.strategy).phases(job.hparams)
-    shutil.rmtree(phase_dir(copy, phase_key(job, phases, len(phases) - 1)))
+    shutil.rmtree(Store(copy).phase_dir(phase_key(job, phases, len(phases) - 1)))
     assert main(["swap", "--store", str(copy)]) == 2
     assert f"job {records[1]['job_id']}" in capsys.readouterr().err
 

@@ -290,7 +290,7 @@ def _head_probing_section(records: list[dict], out: Path) -> list[str]:
     lines = ["## Head probing: HPτ-FT against τ and against HP-train-acc (Ren et al.'s Figure 4)", "",
              "FT validation accuracy (selection set, at the selected epoch), HP-train-acc and average initial "
              "energy at FT start, and feature change z_0 → z_T over FT on the selection set's probe subset "
-             "(‖z_T − z_0‖, cos(z_T, z_0), ⟨z_T, z_0⟩, ‖z_T‖; z_T after FT's last epoch), against the number τ "
+             "(‖z_T − z_0‖, cos(z_T, z_0), ⟨z_T, z_0⟩, ‖z_T‖; z_T on FT's selected epoch), against the number τ "
              "of head-probing epochs and against HP-train-acc; one column per pretraining backbone, mean ± std "
              "over seeds. Label-smoothed head probing (lshp-ft) is one series per smoothing η.", ""]
     jobs = head_probing_jobs(records)

@@ -19,7 +19,7 @@ from lpft_bench.analysis.report import SWAP_CSV, SWAP_SWEEP, _save_figure, head_
 from lpft_bench.analysis.tables import load_records
 from lpft_bench.engine.execution import device_of, prepare_job
 from lpft_bench.engine.identity import Job, RunContext, phase_key
-from lpft_bench.engine.store import load_phase, load_selected, phase_dir
+from lpft_bench.engine.store import Store
 from lpft_bench.errors import UsageError
 from lpft_bench.storage import atomic_write
 from lpft_bench.strategies import get_strategy
@@ -34,15 +34,12 @@ def fine_tuned_weights(store: Path, record: dict) -> dict[str, torch.Tensor]:
     """The job's model at its selected epoch, from the store's result of its last (fine-tuning) phase."""
     job = Job.from_dict(record["job"])
     phases = get_strategy(job.strategy).phases(job.hparams)
-    directory = phase_dir(store, phase_key(job, phases, len(phases) - 1))
-    selected = load_selected(directory)
-    if selected is not None:
-        return selected
-    stored = load_phase(directory)
-    if stored is None:
+    stored = Store(store).load_phase(phase_key(job, phases, len(phases) - 1))
+    weights = None if stored is None else stored.selected if stored.selected is not None else stored.weights
+    if weights is None:
         raise UsageError(f"job {job.id} ({job.strategy} {job.hparams}) has no stored fine-tuned weights in {store}: "
                          f"rerun `lpft-bench run` on this store to recompute them, then `lpft-bench swap` again")
-    return stored[1]
+    return weights
 
 
 def _swap_one_sweep(store: Path, sweep: pd.DataFrame, by_id: dict, data_root: str | None) -> list[dict]:
