@@ -11,6 +11,7 @@ class folder must be the class its label names in the SENTRY-40 table.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -32,9 +33,9 @@ def sentry_list_path(domain: str, split: str) -> str:
     return f"domainnet/{domain}_{split}_mini.txt"
 
 
-def read_sentry_list(list_file: Path) -> LabeledFiles:
-    """The images a SENTRY list names (paths relative to the list's folder) with the list's labels."""
-    paths, labels = [], []
+def list_entries(list_file: Path, classes: Sequence[str], table: str) -> Iterator[tuple[str, int]]:
+    """(path relative to the list's folder, label) per line of a DomainNet list (SENTRY's or the official ones),
+    each label checked against the class folder its path names in `classes` (called `table` in errors)."""
     for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -44,8 +45,15 @@ def read_sentry_list(list_file: Path) -> LabeledFiles:
         except ValueError:
             raise DatasetMissing(list_file, f"line {number} is not '<domain>/<class>/<file> <label>': {line!r}") from None
         folder = Path(relative).parent.name
-        if not 0 <= label < len(DOMAINNET40) or DOMAINNET40[label] != folder:
-            raise DatasetMissing(list_file, f"line {number}: label {label} is not the SENTRY-40 class of folder {folder!r}")
+        if not 0 <= label < len(classes) or classes[label] != folder:
+            raise DatasetMissing(list_file, f"line {number}: label {label} is not {table} class of folder {folder!r}")
+        yield relative, label
+
+
+def read_sentry_list(list_file: Path) -> LabeledFiles:
+    """The images a SENTRY list names (paths relative to the list's folder) with the list's labels."""
+    paths, labels = [], []
+    for relative, label in list_entries(list_file, DOMAINNET40, "the SENTRY-40"):
         paths.append(list_file.parent / relative)
         labels.append(label)
     return LabeledFiles(paths, labels)

@@ -25,6 +25,7 @@ import numpy as np
 
 from .base import ID_TEST, DatasetMissing
 from .class_tables import DOMAINNET345
+from .domainnet import list_entries
 from .fakes import write_images
 from .imagedata import DataSource, ImageShiftDataModule, LabeledFiles, SetSpec
 from .transforms import Pipeline, padded_crop_pipelines
@@ -52,17 +53,7 @@ def rank(relative: str, seed: int) -> str:
 def read_official_list(list_file: Path, per_class: int, seed: int) -> LabeledFiles:
     """The selected images of an official list: classes 0..199, per class the `per_class` first by rank."""
     by_class: dict[int, list[str]] = {}
-    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            relative, label_text = line.rsplit(maxsplit=1)
-            label = int(label_text)
-        except ValueError:
-            raise DatasetMissing(list_file, f"line {number} is not '<domain>/<class>/<file> <label>': {line!r}") from None
-        folder = Path(relative).parent.name
-        if not 0 <= label < len(DOMAINNET345) or DOMAINNET345[label] != folder:
-            raise DatasetMissing(list_file, f"line {number}: label {label} is not DomainNet's class of folder {folder!r}")
+    for relative, label in list_entries(list_file, DOMAINNET345, "DomainNet's"):
         if label < CLASSES:
             by_class.setdefault(label, []).append(relative)
     absent = sorted(set(range(CLASSES)) - set(by_class))

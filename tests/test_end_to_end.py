@@ -42,7 +42,8 @@ def test_run_writes_runs_id_and_ood_tables_for_all_strategies_and_resumes(tmp_pa
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes_evaluates_every_example_exactly_once(tmp_path):
     job = Job("digits", "lp-ft", seed=0, hparams={"epochs": 1})
-    ctx = RunContext(out=tmp_path, accelerator="cpu", devices=2)
+    # Every set through Lightning's distributed validation loop every epoch (by default only the selection set).
+    ctx = RunContext(out=tmp_path, accelerator="cpu", devices=2, eval_every_epoch=True)
     completed = subprocess.run(
         [sys.executable, "-m", "lpft_bench.engine.execution", json.dumps(job.to_dict()), json.dumps(ctx.to_dict())],
         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},

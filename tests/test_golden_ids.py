@@ -54,14 +54,18 @@ def current_identities(tmp_path: Path) -> dict[str, dict]:
     return _identities(jobs)
 
 
-def test_every_job_id_and_phase_key_is_pinned(tmp_path, monkeypatch):
-    # A job on Sup-C10 is identified by the sha256 of the file `lpft-bench pretrain cifar10` made on its machine:
-    # here a stand-in of fixed bytes, so those ids are pinned relative to it.
-    checkpoints = tmp_path / "checkpoints"
-    checkpoints.mkdir()
+def sup_c10_stand_ins(directory: Path) -> Path:
+    """A job on Sup-C10 is identified by the sha256 of the file `lpft-bench pretrain cifar10` made on its machine:
+    here stand-ins of fixed bytes, so those ids are pinned relative to them. The folder to point
+    $LPFT_BENCH_CHECKPOINTS at."""
+    directory.mkdir(parents=True, exist_ok=True)
     for arch in ("resnet18", "resnet50"):
-        (checkpoints / f"sup-c10-{arch}.safetensors").write_bytes(f"golden stand-in for sup-c10-{arch}".encode())
-    monkeypatch.setenv("LPFT_BENCH_CHECKPOINTS", str(checkpoints))
+        (directory / f"sup-c10-{arch}.safetensors").write_bytes(f"golden stand-in for sup-c10-{arch}".encode())
+    return directory
+
+
+def test_every_job_id_and_phase_key_is_pinned(tmp_path, monkeypatch):
+    monkeypatch.setenv("LPFT_BENCH_CHECKPOINTS", str(sup_c10_stand_ins(tmp_path / "checkpoints")))
     current = current_identities(tmp_path)
     if os.environ.get("LPFT_BENCH_UPDATE_GOLDEN"):
         GOLDEN.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")

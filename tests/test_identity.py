@@ -32,9 +32,13 @@ def test_golden_ids_are_the_same_with_numpys_simd_dispatch_on_and_off(tmp_path):
               "from test_golden_ids import current_identities;"
               "ids = current_identities(pathlib.Path(tempfile.mkdtemp()));"
               "print(hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest())")
+    from test_golden_ids import sup_c10_stand_ins
+
     digests = {}
+    checkpoints = str(sup_c10_stand_ins(tmp_path / "checkpoints"))
     for label, disabled in (("dispatch on", None), ("dispatch off", SIMD_OFF)):
         env = {k: v for k, v in os.environ.items() if k != "NPY_DISABLE_CPU_FEATURES"}
+        env["LPFT_BENCH_CHECKPOINTS"] = checkpoints
         if disabled:
             env["NPY_DISABLE_CPU_FEATURES"] = disabled
         done = subprocess.run([sys.executable, "-c", script, str(TESTS)], env=env, capture_output=True, text=True)

@@ -76,7 +76,7 @@ def _first_epoch(epochs, selection_set):
 def _head_digest(model, state: dict) -> str:
     from lpft_bench.strategies.kinds import head_state
 
-    model.load_state_dict(state)
+    model.load_state_dict({**model.state_dict(), **state})  # a probe's result is its head alone
     return head_state(model.head)["head_sha256"]
 
 

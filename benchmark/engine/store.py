@@ -28,7 +28,7 @@ from lpft_bench.checks import inside
 from lpft_bench.faults import fault_point
 from lpft_bench.storage import atomic_write, set_aside, write_json
 
-from . import store_files
+import lpft_bench.engine.store_files as store_files  # the module, not the package: its __init__ imports this one
 from .store_files import CorruptFile, finite
 
 if TYPE_CHECKING:
