@@ -2,6 +2,7 @@
 and the per-epoch resume checkpoint's contract. Faults are injected at named points (lpft_bench.faults)."""
 import dataclasses
 import json
+from pathlib import Path
 import signal
 import stat
 
@@ -104,18 +105,24 @@ def _stop_at(monkeypatch, spec):
     return previous
 
 
-def test_every_epoch_ends_with_an_atomic_resume_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
-    ctx = _ctx(tmp_path)
-    job = Job("digits", "ft", seed=0, hparams={"epochs": 3}, benchmark_options=TINY)
+def _stopped_after_epoch_1(ctx, monkeypatch, seed: int) -> tuple[Job, Path]:
+    """An FT job of 3 epochs stopped right after its epoch 1 ended: the job and its resume checkpoint's path.
+    Each test takes its own seed: a phase key of its own (fault points count their passes per process)."""
+    job = Job("digits", "ft", seed=seed, hparams={"epochs": 3}, benchmark_options=TINY)
     key = phase_key(job, get_strategy("ft").phases({"epochs": 3}), 0)
-    last = ctx.job_dir(job) / "checkpoints" / key / "last.ckpt"
-    previous = _stop_at(monkeypatch, f"2:epoch {key}")  # right after epoch 1's checkpoint
+    previous = _stop_at(monkeypatch, f"2:epoch {key}")
     try:
         with pytest.raises(Stop):
             run_job(job, ctx)
     finally:
         signal.signal(signal.SIGUSR1, previous)
     monkeypatch.delenv(FAULT_ENV)
+    return job, ctx.job_dir(job) / "checkpoints" / key / "last.ckpt"
+
+
+def test_every_epoch_ends_with_an_atomic_resume_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
+    ctx = _ctx(tmp_path)
+    job, last = _stopped_after_epoch_1(ctx, monkeypatch, seed=0)  # right after epoch 1's checkpoint
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     assert checkpoint["epoch"] == 1
     (recorded,) = [state["epochs"] for name, state in checkpoint["callbacks"].items() if "EpochRecorder" in name]
@@ -148,17 +155,7 @@ def test_a_truncated_checkpoint_is_named_set_aside_and_the_phase_restarts(tmp_pa
 
 def test_checkpoints_every_n_minutes_skip_epochs_and_a_killed_phase_still_gives_the_same_cells(tmp_path, monkeypatch):
     ctx = dataclasses.replace(_ctx(tmp_path), checkpoint_every_minutes=60.0)
-    # Seed 1: a phase key of its own (fault points count their passes per process).
-    job = Job("digits", "ft", seed=1, hparams={"epochs": 3}, benchmark_options=TINY)
-    key = phase_key(job, get_strategy("ft").phases({"epochs": 3}), 0)
-    last = ctx.job_dir(job) / "checkpoints" / key / "last.ckpt"
-    previous = _stop_at(monkeypatch, f"2:epoch {key}")  # killed after epoch 1: no hour has passed, no checkpoint
-    try:
-        with pytest.raises(Stop):
-            run_job(job, ctx)
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
-    monkeypatch.delenv(FAULT_ENV)
+    job, last = _stopped_after_epoch_1(ctx, monkeypatch, seed=1)  # no hour has passed: no checkpoint
     assert not last.exists()
 
     resumed = run_job(job, ctx)
