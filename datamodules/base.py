@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset, default_collate
 
 from lpft_bench.errors import UsageError
 
@@ -84,6 +84,45 @@ class ShiftSplits:
     eval_sets: Sequence[EvalSet]
     num_classes: int
     class_names: Sequence[str] = field(default_factory=list)
+
+
+class StackedBatch(list):
+    """A batch gathered whole, in the form torch's default collate gives: `collate` passes it on."""
+
+
+class GatheredTensors(Dataset):
+    """The items of a TensorDataset (through any Subsets of it) for a loader that gathers a batch with one
+    index per tensor (`__getitems__`), not one item at a time and a stack: the same tensors, without a Python
+    call per item. Only the datamodule's loaders see it (their `collate` passes the batch on)."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor], indices: torch.Tensor | None = None):
+        self.tensors, self.indices = tensors, indices
+
+    def __len__(self) -> int:
+        return len(self.tensors[0]) if self.indices is None else len(self.indices)
+
+    def __getitems__(self, indices: list[int]) -> StackedBatch:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        if self.indices is not None:
+            index = self.indices[index]
+        return StackedBatch(tensor[index] for tensor in self.tensors)
+
+
+def gathered(dataset: Dataset) -> Dataset:
+    """`dataset` as a GatheredTensors where it is tensors (a TensorDataset, or Subsets of one), else itself."""
+    if isinstance(dataset, TensorDataset):
+        return GatheredTensors(dataset.tensors)
+    if isinstance(dataset, Subset):
+        inner = gathered(dataset.dataset)
+        if isinstance(inner, GatheredTensors):
+            indices = torch.as_tensor(dataset.indices, dtype=torch.long)
+            return GatheredTensors(inner.tensors, indices if inner.indices is None else inner.indices[indices])
+    return dataset
+
+
+def collate(samples):
+    """torch's default collate, except for a batch gathered whole."""
+    return samples if isinstance(samples, StackedBatch) else default_collate(samples)
 
 
 def dataset_targets(dataset: Dataset) -> np.ndarray:
@@ -244,12 +283,13 @@ class ShiftDataModule(L.LightningDataModule):
         elif world_size > 1:
             sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
         return DataLoader(
-            dataset,
+            gathered(dataset),
             batch_size=batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            collate_fn=collate,
             # Its own generator: a loader without one draws its workers' base seed from the global generator on
             # every iteration, so how many sets are evaluated would shift the training augmentations' stream.
             generator=None if shuffle else torch.Generator(),
@@ -274,5 +314,5 @@ class ShiftDataModule(L.LightningDataModule):
 
     def eval_loader(self, dataset: Dataset) -> DataLoader:
         """A plain, unsharded loader (feature extraction, metrics on probe subsets)."""
-        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers,
-                          generator=torch.Generator())
+        return DataLoader(gathered(dataset), batch_size=self.eval_batch_size, shuffle=False,
+                          num_workers=self.num_workers, collate_fn=collate, generator=torch.Generator())

@@ -51,6 +51,7 @@ def test_a_nan_loss_ends_the_phase_early_and_the_job_is_done_without_nan(tmp_pat
     assert record["status"] == "done" and ctx.store.is_done(job.id)
     assert record["diverged"] == ["ft"] and "calibration" not in record
     assert ft["epochs"][-1]["diverged"] and len(ft["epochs"]) == ft["diverged_epoch"] + 1 < 5  # stopped early
+    assert ft["epochs"][-1]["train/loss"] is None  # logged at the batch that stopped the fit, not finite
     assert record["selection"]["epoch"] != ft["diverged_epoch"]
     collect(ctx.out)
     runs = pd.read_csv(ctx.out / "runs.csv")

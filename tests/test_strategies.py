@@ -17,7 +17,7 @@ from lpft_bench.faults import FAULT_ENV
 from lpft_bench.strategies.kinds.gradient import reinitialise
 from lpft_bench.strategies import get_strategy
 from lpft_bench.strategies.metrics import average_initial_energy, feature_change, parameter_distance
-from lpft_bench.strategies.module import AdaptationModule
+from lpft_bench.strategies.module import AdaptationModule, BatchMean
 from lpft_bench.strategies.kinds import phase_kind
 
 
@@ -54,6 +54,15 @@ def test_feature_change_and_parameter_distance_by_hand():
     assert change["norm_before"] == pytest.approx(1.5)
     reference = {"a": torch.zeros(2), "b": torch.ones(1)}
     assert parameter_distance(reference, {"a": torch.tensor([3.0, 0.0]), "b": torch.tensor([5.0])}) == pytest.approx(5.0)
+
+
+def test_the_epoch_training_loss_is_the_mean_over_examples_and_stays_nan_once_nan():
+    mean = BatchMean()
+    mean.update(torch.tensor(1.0), 3)
+    mean.update(torch.tensor(3.0), 1)  # a short last batch weighs by its examples
+    assert float(mean.compute()) == 1.5
+    mean.update(torch.tensor(float("nan")), 2)
+    assert math.isnan(float(mean.compute()))
 
 
 def test_head_probing_leaves_the_backbone_untouched_and_ft_starts_from_that_head(tmp_path):
