@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -90,34 +91,43 @@ class StackedBatch(list):
     """A batch gathered whole, in the form torch's default collate gives: `collate` passes it on."""
 
 
-class GatheredTensors(Dataset):
-    """The items of a TensorDataset (through any Subsets of it) for a loader that gathers a batch with one
-    index per tensor (`__getitems__`), not one item at a time and a stack: the same tensors, without a Python
-    call per item. Only the datamodule's loaders see it (their `collate` passes the batch on)."""
+class Gathering(Dataset):
+    """A set's items for the datamodule's loaders, gathered a batch at a time (`__getitems__`) by its own
+    `gather` (or one index per tensor of a TensorDataset), through any Subsets of it: the batches the default
+    collate would make, without a Python call per item for the stacking. Only those loaders see it (their
+    `collate` passes the batch on): other loaders' default collate could not read a gathered batch."""
 
-    def __init__(self, tensors: Sequence[torch.Tensor], indices: torch.Tensor | None = None):
-        self.tensors, self.indices = tensors, indices
+    def __init__(self, gather: Callable[[list[int]], StackedBatch], size: int, positions: np.ndarray | None):
+        self.gather, self.size, self.positions = gather, size, positions
 
     def __len__(self) -> int:
-        return len(self.tensors[0]) if self.indices is None else len(self.indices)
+        return self.size
 
     def __getitems__(self, indices: list[int]) -> StackedBatch:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        if self.indices is not None:
-            index = self.indices[index]
-        return StackedBatch(tensor[index] for tensor in self.tensors)
+        return self.gather(indices if self.positions is None else self.positions[indices].tolist())
+
+
+def gather_tensors(tensors: Sequence[torch.Tensor], indices: list[int]) -> StackedBatch:
+    index = torch.as_tensor(indices, dtype=torch.long)
+    return StackedBatch(tensor[index] for tensor in tensors)
 
 
 def gathered(dataset: Dataset) -> Dataset:
-    """`dataset` as a GatheredTensors where it is tensors (a TensorDataset, or Subsets of one), else itself."""
-    if isinstance(dataset, TensorDataset):
-        return GatheredTensors(dataset.tensors)
-    if isinstance(dataset, Subset):
-        inner = gathered(dataset.dataset)
-        if isinstance(inner, GatheredTensors):
-            indices = torch.as_tensor(dataset.indices, dtype=torch.long)
-            return GatheredTensors(inner.tensors, indices if inner.indices is None else inner.indices[indices])
-    return dataset
+    """`dataset` as a Gathering where it (under its Subsets) can gather a batch, else itself."""
+    subsets, base = [], dataset
+    while isinstance(base, Subset):
+        subsets.append(np.asarray(base.indices, dtype=np.int64))
+        base = base.dataset
+    if isinstance(base, TensorDataset):
+        gather = partial(gather_tensors, base.tensors)
+    elif callable(getattr(base, "gather", None)):
+        gather = base.gather
+    else:
+        return dataset
+    positions = subsets[0] if subsets else None
+    for indices in subsets[1:]:  # item k of the outer set is item positions[k] of the next one down
+        positions = indices[positions]
+    return Gathering(gather, len(dataset), positions)
 
 
 def collate(samples):

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
 from torch.utils.data import Dataset, Subset
@@ -26,6 +25,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .base import ID_VAL, CorruptImage, DatasetMissing, EvalSet, ShiftDataModule, ShiftSplits, stratified_sample
+from .transformed import TransformedImages
 from .walk import image_samples
 from .transforms import Pipeline, center_crop, compose, horizontal_flip, op, random_resized_crop, resize
 
@@ -150,49 +150,6 @@ class ArrayImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         return Image.fromarray(self.images[index]), self.targets[index]
-
-
-class TransformedImages(Dataset):
-    """(image tensor, label) pairs: `images` yields PIL images, `transform` makes the tensors.
-
-    `cache_bytes` > 0 keeps results in memory after their first read while the set's estimated size fits:
-    the tensors themselves for a deterministic (evaluation) transform, the decoded images for a random
-    (training) one, whose augmentation then still differs every epoch. Each loader worker fills its own cache.
-    """
-
-    def __init__(self, images: Dataset, transform: Callable, deterministic: bool = True, cache_bytes: int = 0):
-        self.images = images
-        self.transform = transform
-        self.deterministic = deterministic
-        self.cache_bytes = cache_bytes
-        self._cache: dict[int, tuple] | None = None
-        self._cache_decided = not cache_bytes
-
-    @property
-    def targets(self) -> list[int]:
-        return self.images.targets
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def _fits(self, item) -> bool:
-        sample = item[0]
-        size = sample.element_size() * sample.nelement() if isinstance(sample, torch.Tensor) else len(sample.tobytes())
-        return size * len(self) <= self.cache_bytes
-
-    def __getitem__(self, index: int):
-        if self._cache is not None and index in self._cache:
-            cached = self._cache[index]
-            return cached if self.deterministic else (self.transform(cached[0]), cached[1])
-        image, label = self.images[index]
-        result = (self.transform(image), label)
-        kept = result if self.deterministic else (image, label)
-        if not self._cache_decided:  # the first item read decides, by its size, for the whole set
-            self._cache_decided = True
-            self._cache = {} if self._fits(kept) else None
-        if self._cache is not None:
-            self._cache[index] = kept
-        return result
 
 
 class ImageShiftDataModule(ShiftDataModule):

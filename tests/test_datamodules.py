@@ -98,6 +98,38 @@ def test_folder_benchmark_matches_classes_by_folder_name(fake_folders):
     assert len(relative.splits.train) == len(dm.splits.train)
 
 
+@pytest.mark.parametrize("channels,cache_mb", [(3, 0), (1, 64), (3, 64)])
+def test_loaders_gather_the_default_collates_batches_bit_for_bit_with_the_same_draws(fake_folders, channels,
+                                                                                       cache_mb):
+    """The datamodule's loaders gather a batch at once (training: PIL draws per image, one tensor conversion);
+    a plain loader over the same set, item by item and torch's default collate, gives the same tensors."""
+    config = {"input_size": (channels, 32, 32), "mean": (0.5,) * channels, "std": (0.25,) * channels}
+    dm = build_datamodule("folder", data_config=config, batch_size=4, eval_batch_size=3, seed=0, cache_mb=cache_mb,
+                          **folder_options(fake_folders))
+    dm.setup("fit")
+    loaders = [(dm.train_dataloader(), dm.splits.train),
+               *zip(dm.val_dataloader(), [s.dataset for s in dm.eval_sets]),
+               (dm.eval_loader(dm.splits.train_eval), dm.splits.train_eval)]
+    assert type(loaders[0][0].dataset).__name__ == "Gathering"  # the path under test, through the clean-mode Subset
+    for loader, dataset in loaders:
+        plain = torch.utils.data.DataLoader(dataset, batch_size=loader.batch_size, sampler=loader.sampler,
+                                            generator=loader.generator)
+        for epoch in range(2):  # the second epoch reads the cache where there is one
+            if loader.sampler is not None and hasattr(loader.sampler, "set_epoch"):
+                loader.sampler.set_epoch(epoch)
+            torch.manual_seed(epoch)
+            gathered = list(loader)
+            after_gathered = torch.get_rng_state()
+            torch.manual_seed(epoch)
+            expected = list(plain)
+            assert torch.equal(torch.get_rng_state(), after_gathered)
+            assert len(gathered) == len(expected)
+            for (images, labels), (expected_images, expected_labels) in zip(gathered, expected):
+                assert images.shape[1] == channels and images.dtype == expected_images.dtype == torch.float32
+                assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
+                assert labels.dtype == expected_labels.dtype
+
+
 def test_folder_benchmark_rejects_an_unknown_class(fake_folders, tmp_path):
     odd = tmp_path / "odd"
     shutil.copytree(fake_folders / "shifted", odd)
@@ -392,6 +424,36 @@ def test_image_cache_reads_each_file_once_and_keeps_augmentation_random(tmp_path
     uncached, reads = counted("id_test", cache_mb=0)
     uncached[1], uncached[1]
     assert reads == [1, 1]
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])
+def test_fast_random_crops_and_flips_draw_and_give_what_torchvision_does(interpolation):
+    from PIL import Image
+    from torchvision import transforms as tv
+    from torchvision.transforms import InterpolationMode
+
+    from lpft_bench.datamodules.transforms import RandomHorizontalFlip, RandomResizedCrop
+
+    mode = InterpolationMode(interpolation)
+    pairs = [(tv.RandomResizedCrop(32, interpolation=mode), RandomResizedCrop(32, interpolation=mode)),
+             (tv.RandomResizedCrop((24, 40), scale=(0.5, 1.0), interpolation=mode),
+              RandomResizedCrop((24, 40), scale=(0.5, 1.0), interpolation=mode)),
+             (tv.RandomHorizontalFlip(0.5), RandomHorizontalFlip(0.5))]
+    rng = np.random.default_rng(1)
+    # Square, tall and wide images; 1 x 60 and 60 x 1 leave no crop but torchvision's central fallback.
+    sizes = [(32, 32), (37, 29), (29, 37), (64, 48), (32, 32), (1, 60), (60, 1), (5, 5)]
+    for (width, height), image_mode in zip(sizes * 8, ["L", "RGB"] * 32):
+        channels = (3,) if image_mode == "RGB" else ()
+        image = Image.fromarray(rng.integers(0, 256, (height, width, *channels), dtype=np.uint8), image_mode)
+        for theirs, ours in pairs:
+            torch.manual_seed(int(rng.integers(1 << 31)))
+            state = torch.get_rng_state()
+            expected = np.asarray(theirs(image))
+            after_theirs = torch.get_rng_state()
+            torch.set_rng_state(state)
+            got = np.asarray(ours(image))
+            assert torch.equal(torch.get_rng_state(), after_theirs)  # the same draws: later augmentations agree
+            assert got.shape == expected.shape and np.array_equal(got, expected)
 
 
 @pytest.mark.parametrize("mode,shape,mean,std", [("L", (37, 29), (0.5,), (0.25,)),

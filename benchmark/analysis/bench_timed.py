@@ -112,8 +112,8 @@ def measure_ft_throughput(setup: Setup, scale: Scale) -> tuple[list[Row], str]:
             "from 1a's medians: ours is the suite's step minus the plain loop's, reference the plain step itself; "
             "ratio: the plain step's share of the suite's (the overhead is 1 - ratio of a suite step): the "
             "Trainer's loop and hooks, the job's callbacks every step (divergence check, trainability, signal "
-            "check), the module's per-step metric update and two `self.log` calls, and the DataLoader's per-item "
-            "indexing and collate of a TensorDataset"),
+            "check), the module's per-step metric updates (logged once an epoch), and the DataLoader's sampler "
+            "and its batch gathered from the set's tensors"),
     ], check
 
 
@@ -172,10 +172,11 @@ def measure_data_pipeline(setup: Setup, scale: Scale) -> list[Row]:
         jpeg_folders[workers].setup("fit")
     training, _ = jpeg_folders[LOADER_WORKERS].image_transforms()
     jpeg = (f"real images: the digits written as 32x32 JPEG files, read by the folder benchmark (ImageFolder, PIL "
-            f"decode, {' + '.join(_transform_steps(training))})")
+            f"decode once into the cache, {' + '.join(_transform_steps(training))}; the conversion to a tensor "
+            f"once per batch)")
     cases = [
         ("2a", "digits (tensors)", setup.datamodule,
-         "digits: a TensorDataset in the datamodule's DataLoader (sampler, per-item indexing, collate)"),
+         "digits: a TensorDataset in the datamodule's DataLoader (sampler, a batch gathered by index)"),
         ("2b", "real images (JPEG)", jpeg_folders[setup.datamodule.num_workers], jpeg),
         ("2c", f"real images (JPEG), {LOADER_WORKERS} loader workers", jpeg_folders[LOADER_WORKERS],
          f"as 2b with `lpft-bench run --num-workers {LOADER_WORKERS}`"),
