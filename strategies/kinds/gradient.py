@@ -105,7 +105,7 @@ class EpochCheckpoint(Checkpoint):
             if trainer.is_global_zero:
                 self.selected.flush(trainer.current_epoch)
             partial = self.path.with_name(f".{self.path.name}.partial")
-            trainer.save_checkpoint(partial)
+            trainer.save_checkpoint(partial, weights_only=False)  # a resume point: optimiser, loops, callbacks
             if trainer.is_global_zero:
                 fault_point(f"write {self.path.name}")
                 os.replace(partial, self.path)
