@@ -8,6 +8,8 @@ by a fixed angle both ways (±30°, ±60°): twice the test set, the same images
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,8 +22,10 @@ SPLIT_SEED = 20220101  # fixed forever: changing it changes the benchmark
 OOD_ANGLES = {"rotated-mild": 30.0, "rotated-strong": 60.0}  # degrees, each set both ways
 
 
+@lru_cache(maxsize=1)
 def load_digits_images() -> tuple[torch.Tensor, torch.Tensor]:
-    """All digits as 1x32x32 images in [0, 1] and their labels."""
+    """All digits as 1x32x32 images in [0, 1] and their labels; made once a process (a matrix builds a job's
+    splits 27 times), so callers index them and never write into them."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -51,6 +55,18 @@ def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@lru_cache(maxsize=1)
+def _rotated_test_digits() -> dict[str, torch.Tensor]:
+    """Each OOD set's images: every test digit rotated by +angle, then every one by -angle (the same for every
+    seed); made once a process, read-only like load_digits_images'."""
+    images, _ = load_digits_images()
+    test_images = images[torch.as_tensor(_split_indices(len(images))["test"])]
+    n_test = len(test_images)
+    return {name: rotate(test_images.repeat(2, 1, 1, 1),
+                         torch.cat([torch.full((n_test,), angle), torch.full((n_test,), -angle)]))
+            for name, angle in OOD_ANGLES.items()}
 
 
 def pretraining_pool() -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,9 +109,7 @@ class DigitsShift(ShiftDataModule):
             EvalSet(ID_TEST, self._dataset(test_images, test_labels), "id"),
         ]
         n_test = len(test_idx)
-        for name, angle in OOD_ANGLES.items():
-            angles = torch.cat([torch.full((n_test,), angle), torch.full((n_test,), -angle)])
-            rotated = rotate(test_images.repeat(2, 1, 1, 1), angles)
+        for name, rotated in _rotated_test_digits().items():
             eval_sets.append(EvalSet(name, self._dataset(rotated, test_labels.repeat(2)), "ood",
                                      groups=np.tile(np.arange(n_test), 2)))
         return ShiftSplits(train=train, train_eval=train, eval_sets=eval_sets, num_classes=10,
