@@ -148,21 +148,38 @@ def probe_outputs(model: nn.Module, dataset: Dataset, device: torch.device):
     return forward_outputs(model, DataLoader(dataset, batch_size=256, generator=torch.Generator()), device)
 
 
+@torch.no_grad()
+def head_outputs(head: nn.Module, features: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The head's logits of given features in eval mode (its modes restored after), in batches as a pass makes."""
+    modes = {m: m.training for m in head.modules()}
+    head.eval()
+    logits = torch.cat([head(features[i : i + 256].to(device)).float().cpu() for i in range(0, len(features), 256)])
+    for module, mode in modes.items():
+        module.training = mode
+    return logits
+
+
 class FinetuneDiagnostics(Callback):
     """The start of what Ren et al. and Kumar et al. measure around fine-tuning, on a fixed training probe subset,
     in eval mode: the starting head's accuracy and loss on training data, the average initial energy, the head
     norm. Checkpointed (four numbers), so a resumed fit reports its true start; the end (`feature_diagnostics`)
     is measured on the phase's final pass."""
 
-    def __init__(self, train_probe: Dataset):
-        self.train_probe = train_probe
+    def __init__(self, train_probe: Dataset, probe_features: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """`probe_features`: the backbone's features and the labels of `train_probe` where they are known (the
+        probe's feature cache): then only the head runs."""
+        self.train_probe, self.probe_features = train_probe, probe_features
         self.start: dict = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.start:  # restored from a checkpoint: the fit had already begun
             return
         model = pl_module.model
-        _, logits, labels = probe_outputs(model, self.train_probe, pl_module.device)
+        if self.probe_features is None:
+            _, logits, labels = probe_outputs(model, self.train_probe, pl_module.device)
+        else:
+            features, labels = self.probe_features
+            logits = head_outputs(model.head, features, pl_module.device)
         head_norm = torch.sqrt(sum((p.detach().double() ** 2).sum() for p in model.head.parameters()))
         self.start = {
             "train_acc": float((logits.argmax(-1) == labels).float().mean()),

@@ -15,7 +15,7 @@ from lpft_bench.engine import Job, RunContext, prepare_job, run_job, run_phases
 from lpft_bench.engine.store_files import state_digest
 from lpft_bench.faults import FAULT_ENV
 from lpft_bench.strategies.kinds.gradient import reinitialise
-from lpft_bench.strategies import get_strategy
+from lpft_bench.strategies import callbacks, get_strategy
 from lpft_bench.strategies.metrics import average_initial_energy, feature_change, parameter_distance
 from lpft_bench.strategies.module import AdaptationModule, BatchMean
 from lpft_bench.strategies.kinds import phase_kind
@@ -77,6 +77,22 @@ def test_head_probing_leaves_the_backbone_untouched_and_ft_starts_from_that_head
     assert ft["start"]["head_sha256"] == hp["end"]["head_sha256"]
     assert ft["start"]["train_acc"] > 0.5  # the probed head, not a fresh one
     assert len(hp["epochs"]) == 1 and hp["epochs"][0]["epoch"] == 2  # evaluated once, at τ
+
+
+def test_the_start_diagnostics_read_from_the_probes_feature_cache_agree_with_a_pass_of_their_own(tmp_path):
+    job = Job("digits", "ft", seed=0, hparams={"epochs": 1})
+    alone = run_job(job, _ctx(tmp_path / "alone"))  # no feature cache: the training probe is passed through
+    ctx = _ctx(tmp_path / "after-lp")
+    run_job(Job("digits", "lp", seed=0), ctx)  # caches the training set's eval-view features
+    calls = []
+    original = callbacks.probe_outputs
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(callbacks, "probe_outputs", lambda *args: calls.append(args) or original(*args))
+        after_lp = run_job(job, ctx)
+    assert calls == []  # the start came from the cache: no pass over the training probe
+    start, cached_start = alone["phases"][0]["start"], after_lp["phases"][0]["start"]
+    for name in ("train_acc", "train_loss", "average_initial_energy", "head_norm"):
+        assert cached_start[name] == pytest.approx(start[name], rel=1e-5, abs=1e-6), name
 
 
 def test_tau_zero_is_exactly_fine_tuning(tmp_path):

@@ -149,24 +149,29 @@ def _run_pinned(job: Job, prefix: list[Phase], ctx: RunContext, job_dir: Path):
 
 
 def _features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, dataset, view: str = "eval",
-              random_view: bool = False):
-    """`view`: the name of the transform `dataset` applies; `random_view`: whether it is random (seeded)."""
+              random_view: bool = False, cached_only: bool = False):
+    """`view`: the name of the transform `dataset` applies; `random_view`: whether it is random (seeded);
+    `cached_only`: None rather than an extraction where the cache has none."""
     path = ctx.store.features_path(job.benchmark, set_name, feature_key(job, set_name, view, random_view))
+    if cached_only and not path.exists():
+        return None
     device = device_of(ctx)
     return ctx.store.cached_features(path, lambda: extract_features(prepared.model.backbone,
                                                            prepared.datamodule.eval_loader(dataset), device))
 
 
-def _pretrained_features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, dataset):
+def _pretrained_features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, dataset,
+                         cached_only: bool = False):
     """The set's cached eval-view features where the backbone is still exactly the pretrained one (never for a job
-    that starts from random weights: its features are not the cache's), else None."""
+    that starts from random weights: its features are not the cache's), else None (`cached_only`: also where
+    the cache has none yet)."""
     if prepared.pretrained_buffers is None:
         return None
     backbone = prepared.model.backbone
     untouched = all(torch.equal(value.detach().cpu(), prepared.pretrained[name])
                     for name, value in backbone.named_parameters()) and \
         all(torch.equal(value.cpu(), prepared.pretrained_buffers[name]) for name, value in backbone.named_buffers())
-    return _features(job, ctx, prepared, set_name, dataset) if untouched else None
+    return _features(job, ctx, prepared, set_name, dataset, cached_only=cached_only) if untouched else None
 
 
 def phase_context(job: Job, prepared: PreparedJob, ctx: RunContext, key: str, job_dir: Path, trainers: "Trainers",

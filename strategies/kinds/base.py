@@ -59,9 +59,10 @@ class PhaseContext:
     fresh_backbone: Callable[[], torch.nn.Module] | None = None
     strategy_defaults: Callable[[str], dict] | None = None
     compile: bool = False
-    # pretrained_features(set_name, dataset): as `features`, but None unless the model's backbone is still exactly
-    # the pretrained one (parameters and buffers): then the probe's features are its z_0.
-    pretrained_features: Callable[[str, object], "tuple[np.ndarray, np.ndarray] | None"] = lambda name, dataset: None
+    # pretrained_features(set_name, dataset, cached_only=False): as `features`, but None unless the model's backbone
+    # is still exactly the pretrained one (parameters and buffers): then the probe's features are its z_0.
+    pretrained_features: Callable[..., "tuple[np.ndarray, np.ndarray] | None"] = \
+        lambda name, dataset, cached_only=False: None
     eval_every_epoch: bool = False  # every set after every epoch (per-epoch curves), not only the selection set
     checkpoint_every_minutes: float = 0  # 0: a resume checkpoint at every epoch's end
     # Set by a kind that made a final pass over every set on the weights it selected: per set (logits, labels).

@@ -148,6 +148,14 @@ def initial_features(context: PhaseContext, probes: dict[str, list[int]]) -> dic
     return initial
 
 
+def start_features(context: PhaseContext, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The training probe's features and labels where the backbone is still the pretrained one and the probe
+    has cached the training set's eval view (a clean-mode LP has): the diagnostics' start needs no pass of its own.
+    Never extracted for this alone: that would be the whole training set."""
+    cached = context.pretrained_features("train", context.datamodule.splits.train_eval, cached_only=True)
+    return None if cached is None else (torch.from_numpy(cached[0][indices]), torch.from_numpy(cached[1][indices]))
+
+
 def final_pass(model, selected_state, context: PhaseContext) -> dict[str, tuple]:
     """Each evaluation set's features, logits and labels on the selected epoch's weights (one forward per set);
     the model is left as the phase ended."""
@@ -185,8 +193,9 @@ class GradientPhase(PhaseKind):
 
     def forward_passes(self, phase, sizes: dict[str, int], probe_size: int, extracted: set[str]) -> int:
         """Every training image each epoch, the selection set each validation, every evaluation set once (the
-        final pass), and where the backbone trains the training probe at the start and, for z_0, each set's
-        features where the store has not extracted them yet."""
+        final pass), and where the backbone trains the training probe at the start (counted even where a
+        clean-mode probe's cached eval view of the training set serves it: a paper-mode probe caches another
+        view) and, for z_0, each set's features where the store has not extracted them yet."""
         eval_sizes = {name: n for name, n in sizes.items() if name != "train"}
         selection = ID_VAL if ID_VAL in eval_sizes else ID_TEST
         validations = phase.epochs // phase.validate_every
@@ -217,7 +226,8 @@ class GradientPhase(PhaseKind):
             size = context.hparams.get("probe_size", 512)
             probes = {s.name: probe_indices(len(s.dataset), size) for s in dm.eval_sets}
             initial = initial_features(context, probes)
-            diagnostics = FinetuneDiagnostics(train_probe=probe_subset(dm.splits.train_eval, size))
+            diagnostics = FinetuneDiagnostics(probe_subset(dm.splits.train_eval, size),
+                                              start_features(context, probe_indices(len(dm.splits.train_eval), size)))
             callbacks.append(diagnostics)
         trainer = context.make_trainer(max_epochs=phase.epochs, callbacks=callbacks,
                                        check_val_every_n_epoch=phase.validate_every)
