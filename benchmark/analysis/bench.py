@@ -22,7 +22,8 @@ which stalls whichever side happens to be running):
    (else `quickstart`) vs the same matrix sharing no phase or feature between jobs, with the paper's LP and
    one run per OOD set. The count model is checked against the passes counted in this run's FT job and LP.
 6. (`--end-to-end`) The quickstart suite into a fresh store vs `plain_quickstart.py`, the same table cells by
-   hand: CPU seconds of each process and whether every cell agrees (bench_end_to_end).
+   hand: CPU seconds of each process (medians of three alternating runs) and whether every cell agrees
+   (bench_end_to_end).
 G1 to G3 (`--gpu`): a training step of ResNet-50 and ViT-B/16 at 224 px on one GPU, DDP scaling (bench_gpu);
 `--markdown` prints the table as the README shows it, headed by the machine (bench_markdown).
 1c is 1a's difference per step: what Lightning and the job's callbacks add to a training step.
@@ -84,7 +85,7 @@ def run_bench(out_csv: Path = DEFAULT_OUT, size: str = "full", end_to_end: bool 
     rows = [*throughput, *pipeline, *probe, measure_one_pass_evaluation(check), measure_matrix(check)]
     if end_to_end:
         _progress("6 end to end: the quickstart suite vs the plain script (minutes)")
-        rows.append(measure_end_to_end(**({} if size == "full" else {"epochs": 1, "seeds": [0]})))
+        rows.append(measure_end_to_end(**({"repeats": 3} if size == "full" else {"epochs": 1, "seeds": [0]})))
     if gpu:
         _progress("G1 to G3 on the GPUs")
         rows += measure_gpu_rows()
@@ -123,7 +124,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a smoke run of a few seconds: small data, short sweeps, numbers meaningless")
     parser.add_argument("--end-to-end", action="store_true",
                         help="add row 6: the quickstart suite in a fresh store vs plain_quickstart.py, CPU seconds "
-                             "and whether the cells agree (minutes; with --tiny: 1 epoch, 1 seed)")
+                             "(medians of 3 alternating runs each, about 10 minutes) and whether the cells agree "
+                             "(with --tiny: once, 1 epoch, 1 seed)")
     parser.add_argument("--gpu", action="store_true",
                         help="add rows G1 to G3 (ResNet-50 and ViT-B/16 step throughput at 224 px, DDP scaling): "
                              "needs a CUDA device")

@@ -1,10 +1,12 @@
 """`lpft-bench bench --end-to-end`: the quickstart suite into a fresh temporary store vs the plain script that
 computes the same table cells (`plain_quickstart.py`), each in its own process with OMP_NUM_THREADS=1, timed by
-the CPU seconds (user + system) that process used, and whether their cells agree."""
+the CPU seconds (user + system) that process used, and whether their cells agree. The two alternate, a few times:
+on a shared machine one process's CPU seconds moved by a fifth between two runs minutes apart."""
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import os
 import resource
 import subprocess
@@ -73,22 +75,30 @@ def end_to_end_commands(store: Path, cells_json: Path, epochs: int | None, seeds
     return suite, plain
 
 
-def compare_end_to_end(epochs: int | None = None, seeds: list[int] | None = None) -> dict:
-    """Both sides run once (epochs, seeds: a smaller matrix than the quickstart's): their CPU and wall seconds,
-    how many cells the plain script computed and which differ from the suite's tables."""
-    with tempfile.TemporaryDirectory(prefix="lpft-bench-e2e-") as workdir:
-        store, cells_json = Path(workdir) / "store", Path(workdir) / "plain.json"
-        suite_command, plain_command = end_to_end_commands(store, cells_json, epochs, seeds)
-        suite_cpu, suite_wall = _timed(suite_command)
-        plain_cpu, plain_wall = _timed(plain_command)
-        plain = {key: tuple(value) for key, value in json.loads(cells_json.read_text())["cells"].items()}
-        return {"suite_cpu": suite_cpu, "plain_cpu": plain_cpu, "suite_wall": suite_wall, "plain_wall": plain_wall,
-                "cells": len(plain), "differing": differing_cells(store_cells(store), plain)}
+def compare_end_to_end(epochs: int | None = None, seeds: list[int] | None = None, repeats: int = 1) -> dict:
+    """Both sides run `repeats` times, alternating (epochs, seeds: a smaller matrix than the quickstart's): the
+    median CPU and wall seconds of each, the per-repeat ratios, how many cells the plain script computed and which
+    differ from the suite's tables (in any repeat)."""
+    runs, differing, cells = [], set(), 0
+    for repeat in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="lpft-bench-e2e-") as workdir:
+            store, cells_json = Path(workdir) / "store", Path(workdir) / "plain.json"
+            suite_command, plain_command = end_to_end_commands(store, cells_json, epochs, seeds)
+            suite_cpu, suite_wall = _timed(suite_command)
+            plain_cpu, plain_wall = _timed(plain_command)
+            plain = {key: tuple(value) for key, value in json.loads(cells_json.read_text())["cells"].items()}
+            cells = len(plain)
+            differing.update(differing_cells(store_cells(store), plain))
+            runs.append({"suite_cpu": suite_cpu, "plain_cpu": plain_cpu, "suite_wall": suite_wall,
+                         "plain_wall": plain_wall})
+    result = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    return {**result, "ratios": [run["suite_cpu"] / run["plain_cpu"] for run in runs], "cells": cells,
+            "differing": sorted(differing)}
 
 
-def measure_end_to_end(epochs: int | None = None, seeds: list[int] | None = None) -> Row:
-    """Row 6: the quickstart's CPU seconds, suite vs plain script."""
-    result = compare_end_to_end(epochs, seeds)
+def measure_end_to_end(epochs: int | None = None, seeds: list[int] | None = None, repeats: int = 1) -> Row:
+    """Row 6: the quickstart's CPU seconds, suite vs plain script (medians of `repeats` alternating runs)."""
+    result = compare_end_to_end(epochs, seeds, repeats)
     matrix = "the full quickstart" if epochs is None and seeds is None else f"quickstart, epochs={epochs}, seeds={seeds}"
     differing = result["differing"]
     agreement = (f"all {result['cells']} cells agree (mean, 90% interval, seeds)" if not differing
@@ -97,5 +107,7 @@ def measure_end_to_end(epochs: int | None = None, seeds: list[int] | None = None
     return Row("6", "end to end: quickstart table cells, suite vs plain script", result["suite_cpu"],
                result["plain_cpu"], "CPU s", ratio, f"suite <= {TARGET}x plain", judged(ratio >= 1 / TARGET),
                f"{matrix}: `lpft-bench run` into a fresh temporary store vs `python -m "
-               f"lpft_bench.analysis.plain_quickstart`, each its own process, OMP_NUM_THREADS=1, one after the other; "
-               f"wall {result['suite_wall']:.0f} s and {result['plain_wall']:.0f} s; {agreement}; {conditions()}")
+               f"lpft_bench.analysis.plain_quickstart`, each its own process, OMP_NUM_THREADS=1, alternating, median "
+               f"of {repeats} runs each; suite/plain CPU per run "
+               f"{', '.join(f'{ratio:.2f}x' for ratio in result['ratios'])}; median wall {result['suite_wall']:.0f} s "
+               f"and {result['plain_wall']:.0f} s; {agreement}; {conditions()}")
