@@ -238,8 +238,8 @@ class GradientPhase(PhaseKind):
         model.train()
         # NHWC during the fit, a speed knob (never part of a job's identity): cuDNN's and oneDNN's convolutions
         # prefer it (digits ResNet on one CPU thread: a training step 1.6x, an evaluation forward 2.3x faster).
-        # Parameters keep their names and values; NCHW again after the fit, because an eval-mode forward in NHWC
-        # differs from NCHW in the last bits and the linear probe's features must not.
+        # Parameters keep their names and values; NCHW again after the fit and its final pass, because an eval-mode
+        # forward in NHWC differs from NCHW in the last bits and the linear probe's features must not.
         model.to(memory_format=torch.channels_last)
         if context.compile:
             model.compile()  # in place: state_dict keys (phase store, checkpoints) are unchanged
@@ -248,7 +248,6 @@ class GradientPhase(PhaseKind):
             trainer.fit(module, datamodule=dm, ckpt_path=checkpoint.resume_path(), weights_only=True)
         finally:
             dm.epoch_sets = None
-        model.to(memory_format=torch.contiguous_format)
         record = {"name": phase.name, "phase": phase.describe(), "start": start, "epochs": recorder.epochs,
                   "end": head_state(model.head)}
         if recorder.diverged_epoch is not None:
@@ -259,6 +258,7 @@ class GradientPhase(PhaseKind):
         if diagnostics is not None:
             record["start"].update(diagnostics.start)
             if chosen is not None:
+                # Still NHWC, as the selection passes of the fit ran: these weights' features are no probe's.
                 outputs = final_pass(model, context.selected_state, context)
                 context.final_outputs = {name: (logits, labels) for name, (_, logits, labels) in outputs.items()}
                 final = {name: outputs[name][0][probes[name]] for name in probes}
@@ -266,6 +266,7 @@ class GradientPhase(PhaseKind):
                 backbone = {name: backbone_state[f"backbone.{name}"] for name, _ in model.backbone.named_parameters()}
                 record.update(feature_diagnostics(initial, final, {s.name: s.split for s in dm.eval_sets},
                                                   context.pretrained, backbone))
+        model.to(memory_format=torch.contiguous_format)
         return record
 
 
