@@ -47,37 +47,31 @@ class TransformedImages(Dataset):
         if self._cache is not None:
             self._cache[index] = kept
 
-    def _prepared(self, index: int) -> tuple:
-        """A random transform's item before its first random step: from the cache, or read and remembered."""
+    def _kept(self, index: int) -> tuple:
+        """What the cache keeps of an item, from the cache or read and remembered: a deterministic transform's
+        result, or a random transform's image before its first random step; and the label."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         image, label = self.images[index]
-        kept = (self._before_draws(image), label)
+        kept = ((self.transform if self.deterministic else self._before_draws)(image), label)
         self._remember(index, kept)
         return kept
 
-    def _from_prepared(self, image):
+    def _from_kept(self, image):
         """The rest of a random transform, from its first random step."""
         image = self._draws(image)
         return image if self._tail is None else self._tail[1](self._tail[0](image))
 
     def __getitem__(self, index: int):
-        if not self.deterministic:
-            image, label = self._prepared(index)
-            return self._from_prepared(image), label
-        if self._cache is not None and index in self._cache:
-            return self._cache[index]
-        image, label = self.images[index]
-        result = (self.transform(image), label)
-        self._remember(index, result)
-        return result
+        kept = self._kept(index)
+        return kept if self.deterministic else (self._from_kept(kept[0]), kept[1])
 
     def gather(self, indices: list[int]) -> StackedBatch:
         """The batch default_collate makes of these items, the same tensors bit for bit and the same draws from
         torch's generator in the same order; a random transform's pictures become one tensor at once."""
         if self.deterministic or self._tail is None:
             return StackedBatch(default_collate([self[i] for i in indices]))
-        prepared = [self._prepared(i) for i in indices]
+        prepared = [self._kept(i) for i in indices]
         pictures = [self._draws(image) for image, _ in prepared]
         to_tensor, normalize = self._tail
         stacked = to_tensor.stack(pictures)
