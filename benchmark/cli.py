@@ -141,6 +141,7 @@ def _print_paper_counts(jobs: list) -> None:
 def _run_matrix(args: argparse.Namespace) -> int:
     from lpft_bench.loggers import check_logger
     from lpft_bench.engine import RunContext
+    from lpft_bench.engine.retention import weights_written
     from lpft_bench.errors import UsageError
     from lpft_bench.interrupts import Interrupted, stop_on_signals
     from lpft_bench.paths import display_path
@@ -167,7 +168,7 @@ def _run_matrix(args: argparse.Namespace) -> int:
         if blocking:
             return 2
     if not args.force:
-        check_free_space(jobs, out)
+        check_free_space(jobs, out, args.keep_weights)
     data_root = _data_root(args)
     if suite.fake_data and data_root is None:
         data_root = str(_fake_data_root(out, {job.benchmark for job in jobs}))
@@ -178,7 +179,8 @@ def _run_matrix(args: argparse.Namespace) -> int:
     ctx = RunContext(out=out, data_root=data_root, accelerator=args.accelerator, devices=args.devices, nodes=args.nodes,
                      num_workers=args.num_workers, precision=args.precision, logger=args.logger,
                      compile=args.compile, eval_every_epoch=args.eval_every_epoch,
-                     checkpoint_every_minutes=args.checkpoint_every_minutes)
+                     checkpoint_every_minutes=args.checkpoint_every_minutes,
+                     weights_written=weights_written(jobs, args.keep_weights))
     slurm = {"cluster": args.slurm_cluster, **parse_options(args.slurm_option or [])}
     if args.slurm_partition:
         slurm["slurm_partition"] = args.slurm_partition

@@ -18,7 +18,8 @@ from lpft_bench.datamodules.folder import training_classes
 from lpft_bench.datamodules.walk import image_files, walk_folder
 from lpft_bench.engine import Job, Store
 from lpft_bench.engine.retention import (DEFAULT_POLICY, FINAL, SELECTED_EPOCH, WEIGHTS, kept_roles,
-                                         predicted_files, with_ingredients)
+                                         predicted_files, weights_to_save, weights_written,
+                                         with_ingredients)
 from lpft_bench.errors import UsageError
 from lpft_bench.paths import display_path
 from lpft_bench.meaning import canonical_json
@@ -158,6 +159,7 @@ def disk_plan(jobs: list[Job], out: Path, policy: str = DEFAULT_POLICY) -> DiskP
     images: dict = {}
     plan, seen, sizes = DiskPlan(), set(), {}
     store = Store(out)
+    written = weights_written(jobs, policy)
     for job in with_ingredients(jobs):
         weights, width = _network(job, networks)
         if not store.is_done(job.id):
@@ -171,8 +173,10 @@ def disk_plan(jobs: list[Job], out: Path, policy: str = DEFAULT_POLICY) -> DiskP
             sizes[key] = (kept, kept if epochs > 1 else 0)
             if store.phase_done(key):
                 continue
-            plan.written += sum(sizes[key])
-            plan.transient += kept
+            # the engine's own rule, on sizes in place of tensors
+            end, selected = weights_to_save(written, key, index + 1 == len(phases), kept, sizes[key][1] or None)
+            plan.written += (end or 0) + (selected or 0)
+            plan.transient += end or 0
             if phase_kind(phase.trains).by_gradient:  # each epoch overwrites the checkpoint, maybe the selected weights
                 plan.transient += epochs * (CHECKPOINT_COPIES * weights + kept)
                 plan.peak = max(plan.peak, CHECKPOINT_COPIES * weights)
@@ -195,9 +199,9 @@ def disk_plan(jobs: list[Job], out: Path, policy: str = DEFAULT_POLICY) -> DiskP
     return plan
 
 
-def estimate_bytes(jobs: list[Job], out: Path) -> tuple[int, int]:
+def estimate_bytes(jobs: list[Job], out: Path, policy: str = DEFAULT_POLICY) -> tuple[int, int]:
     """(bytes the pending jobs write into the store, bytes of the largest resume checkpoint written meanwhile)."""
-    plan = disk_plan(jobs, out, "all")
+    plan = disk_plan(jobs, out, policy)
     return plan.written, plan.peak
 
 
@@ -215,10 +219,10 @@ def _gb(size: int) -> str:
     return f"{size / 1e9:.2f} GB"
 
 
-def check_free_space(jobs: list[Job], out: Path) -> None:
+def check_free_space(jobs: list[Job], out: Path, policy: str = DEFAULT_POLICY) -> None:
     """NotEnoughSpace, in one line, when the store's file system has less free space than the run needs."""
     existing = next(p for p in (Path(out), *Path(out).absolute().parents) if p.exists())
-    kept, peak = estimate_bytes(jobs, Path(out))
+    kept, peak = estimate_bytes(jobs, Path(out), policy)
     free = shutil.disk_usage(existing).free
     if kept + peak > free:
         raise NotEnoughSpace(

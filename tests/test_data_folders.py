@@ -185,7 +185,7 @@ def test_any_store_and_data_path_runs_end_to_end_skipping_unreadable_files(tmp_p
     config = write_config(base / "exp.yaml", data, backbone, skip_unreadable=True)
     store = base / "store"
     jobs = load_experiment(config).expand()
-    kept, _ = estimate_bytes(jobs, store)
+    kept, _ = estimate_bytes(jobs, store, "all")
     assert _run_tiny(config, store, "--keep-weights", "all") == 0
     written = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
     # The probe keeps its head alone: the per-job margin for records and logs is most of the estimate.

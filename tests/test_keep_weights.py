@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from lpft_bench.cli import main
 from lpft_bench.cli_parser import KEEP_WEIGHTS
 from lpft_bench.engine import Job, RunContext, phase_key
-from lpft_bench.engine.retention import DEFAULT_POLICY, POLICIES, apply_policy
+from lpft_bench.engine.retention import DEFAULT_POLICY, POLICIES, apply_policy, weights_written
 from lpft_bench.preflight import disk_plan
 from lpft_bench.runner import run_matrix
 from lpft_bench.strategies import get_strategy
@@ -84,6 +84,37 @@ def test_every_policy_keeps_every_record_and_what_a_pending_job_reads_and_the_re
     assert (result.skipped, result.done, result.failed) == (3, 1, 0), "finished jobs are not retrained"
     rerun = ctx.store.load_record(PENDING.id)
     assert rerun["phases"][0]["reused"] == _keys(PENDING)[0], "the probe was loaded, not refitted"
+
+
+@pytest.mark.slow
+def test_a_run_writes_no_weights_its_policy_would_prune_unread_and_a_job_cut_before_its_record_recomputes(
+        finished_store, tmp_path):
+    """What `lpft-bench run` does under the default policy: the weights that end a job and that neither the
+    policy nor another job reads are never written; the store it leaves is the one a run writing every weights
+    file leaves once pruned, with the same results."""
+    ctx = RunContext(out=tmp_path / "store", accelerator="cpu", weights_written=weights_written(FINISHED, DEFAULT_POLICY))
+    assert run_matrix(FINISHED, ctx, progress=False).done == 3
+    lp_ft_final = ctx.out / "phases" / _keys(FINISHED[1])[-1]
+    assert (lp_ft_final / "record.json").is_file() and not list(lp_ft_final.glob("*.safetensors"))
+    assert (ctx.out / "phases" / _keys(FINISHED[0])[0] / "head.safetensors").is_file(), "lp-ft reads lp's probe"
+    for path in ctx.store.job_dir(FINISHED[1].id).glob("*"):  # cut after its last phase's record, before its own
+        if path.is_file():
+            path.unlink()
+    assert run_matrix(FINISHED, ctx, progress=False).done == 1
+    rerun = ctx.store.load_record(FINISHED[1].id)
+    assert rerun["phases"][0]["reused"] == _keys(FINISHED[1])[0] and "reused" not in rerun["phases"][-1]
+
+    apply_policy(ctx.store, FINISHED, DEFAULT_POLICY)
+    pruned = RunContext(out=tmp_path / "pruned").store
+    shutil.copytree(finished_store, pruned.root)
+    apply_policy(pruned, FINISHED, DEFAULT_POLICY)
+
+    def weights(store):
+        return sorted(str(p.relative_to(store.root)) for p in store.phases_dir.rglob("*.safetensors"))
+
+    assert weights(ctx.store) == weights(pruned) and weights(pruned)
+    for job in FINISHED:
+        assert ctx.store.load_record(job.id)["final"] == pruned.load_record(job.id)["final"]
 
 
 @pytest.mark.slow

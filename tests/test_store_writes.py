@@ -7,6 +7,7 @@ import pytest
 
 from lpft_bench.cli_parser import CHECKPOINT_EVERY_MINUTES
 from lpft_bench.engine import Job, RunContext, run_job
+from lpft_bench.engine.retention import DEFAULT_POLICY, apply_policy, weights_written
 from lpft_bench.runner import run_matrix
 from lpft_bench.suites import SUITES
 
@@ -31,13 +32,16 @@ def _size(root: Path) -> int:
 @pytest.mark.skipif(not PROC_IO.exists(), reason="counts write() bytes with Linux's /proc/self/io")
 def test_a_small_suite_writes_at_most_three_times_the_store_it_leaves(tmp_path):
     """The quickstart's strategies on digits for three epochs, seed 0, as `lpft-bench run` runs them (resume
-    checkpoints every ten minutes: none in phases this short), every set's features once."""
+    checkpoints every ten minutes: none in phases this short; the default keep-weights policy, which keeps no
+    weights here, applied when the matrix is done), every set's features once."""
     jobs = SUITES["quickstart"].expand(seeds=[0], overrides={"epochs": 3})
     assert {job.strategy for job in jobs} == {"scratch", "lp", "ft", "lp-ft"}
     jobs.sort(key=lambda job: job.strategy != "scratch")  # scratch first
-    ctx = RunContext(out=tmp_path / "store", accelerator="cpu", checkpoint_every_minutes=CHECKPOINT_EVERY_MINUTES)
+    ctx = RunContext(out=tmp_path / "store", accelerator="cpu", checkpoint_every_minutes=CHECKPOINT_EVERY_MINUTES,
+                     weights_written=weights_written(jobs, DEFAULT_POLICY))
     before = _bytes_written()
     run_matrix(jobs, ctx, progress=False)
+    apply_policy(ctx.store, jobs, DEFAULT_POLICY)
     written = _bytes_written() - before
     store = _size(ctx.out)
     assert len(list((ctx.out / "jobs").glob("*/record.json"))) == len(jobs)

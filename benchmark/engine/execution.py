@@ -26,7 +26,7 @@ from lpft_bench.strategies.posthoc import accuracy, calibration, predict
 
 from .identity import Job, RunContext, feature_key, phase_key
 from lpft_bench.loggers import phase_loggers
-from .retention import keeps_source_backbone
+from .retention import keeps_source_backbone, weights_to_save
 from .store import Store
 from .store_files import PhaseResult, state_digest
 
@@ -227,7 +227,9 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
             if trainers.is_rank_zero:
                 # A phase that left the source backbone as it found it keeps its head alone, naming that backbone.
                 unchanged = source is not None and state_digest(model.backbone.state_dict()) == source
-                store.save_phase(key, model.state_dict(), record, context.selected_state, source if unchanged else None)
+                state, selected = weights_to_save(ctx.weights_written, key, index + 1 == len(phases),
+                                                  model.state_dict(), context.selected_state)
+                store.save_phase(key, state, record, selected, source if unchanged else None)
                 Store.remove_checkpoints(job_dir, key)
         _after_phase(prepared, index)
         start_of_previous = start

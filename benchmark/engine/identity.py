@@ -105,6 +105,9 @@ class RunContext:
     compile: bool = False
     eval_every_epoch: bool = False  # recording: every set's accuracy after every epoch, not only the selection set's
     checkpoint_every_minutes: float = 0  # resume checkpoints at most this often (0: every epoch; the CLI's default: 10)
+    # Which weights a phase that ends its run writes, by phase key (retention.weights_written under the
+    # keep-weights policy); None: all of them.
+    weights_written: dict[str, str] | None = None
 
     @property
     def store(self) -> Store:

@@ -84,11 +84,39 @@ def kept_roles(jobs: Iterable[Job], policy: str, pending: set[str], phase_done: 
         if policy == "selected" or job.strategy in reported:
             keep[keys[-1]].add(FINAL)
         if policy == "selected":
-            for index in range(len(phases)):
-                for reader, read in _reads(job, phases, keys, index):
-                    reader_keys = keys if reader is job else _keys(reader)[1]
-                    keep[reader_keys[read]] |= WHOLE
+            _keep_what_phases_read(job, phases, keys, keep)
     return keep
+
+
+def _keep_what_phases_read(job: Job, phases: list, keys: list[str], keep: dict) -> None:
+    for index in range(len(phases)):
+        for reader, read in _reads(job, phases, keys, index):
+            reader_keys = keys if reader is job else _keys(reader)[1]
+            keep[reader_keys[read]] |= WHOLE
+
+
+def weights_written(jobs: Iterable[Job], policy: str) -> dict[str, str] | None:
+    """Phase key -> which weights a run of the matrix `jobs` under `policy` writes where that phase ends its run:
+    WEIGHTS (every weights file: a phase of the matrix or a soup starts from it) or FINAL (those the policy
+    keeps: the selected epoch's where the phase has them, else its end weights). A phase not named writes its
+    record alone: the job's final pass and calibration use the weights in memory, and a job interrupted before
+    its record recomputes that phase. None under `all`: every weights file of every phase."""
+    if policy == "all":
+        return None
+    jobs = with_ingredients(jobs)
+    keep = kept_roles(jobs, policy, set(), lambda key: True)
+    for job in jobs:
+        _keep_what_phases_read(job, *_keys(job), keep)
+    return {key: WEIGHTS if roles & WHOLE else FINAL for key, roles in sorted(keep.items()) if roles}
+
+
+def weights_to_save(written: dict[str, str] | None, key: str, ends_run: bool, state, selected):
+    """(end weights, selected epoch's weights or None) that the phase `key` saves, by `weights_written` (each of
+    them or None); a phase that a later phase of its own run reads saves both. `disk_plan` passes sizes."""
+    role = WEIGHTS if written is None or not ends_run else written.get(key)
+    if role == FINAL:
+        return (None, selected) if selected is not None else (state, None)
+    return (state, selected) if role == WEIGHTS else (None, None)
 
 
 def _role(path: Path) -> str:

@@ -306,7 +306,7 @@ class Store:
     def phase_done(self, key: str) -> bool:
         return (self.phase_dir(key) / RECORD).exists()
 
-    def save_phase(self, key: str, state: dict, record: dict, selected: dict | None = None,
+    def save_phase(self, key: str, state: dict | None, record: dict, selected: dict | None = None,
                    backbone_sha256: str | None = None) -> None:
         """The weights after a phase (and, where selection picks an earlier epoch, that epoch's), then its
         record: a phase directory with a record is complete. With `backbone_sha256` (the backbone is the job's

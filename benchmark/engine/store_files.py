@@ -74,18 +74,17 @@ def _save_tensors(path: Path, state: dict[str, torch.Tensor]) -> None:
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
-def save_phase(directory: Path, state: dict, record: dict, selected: dict | None = None,
+def save_phase(directory: Path, state: dict | None, record: dict, selected: dict | None = None,
                backbone_sha256: str | None = None) -> None:
-    """`backbone_sha256` given: the backbone is that of the job's source, so only the head is kept."""
+    """`backbone_sha256` given: the backbone is that of the job's source, so only the head is kept. No `state`:
+    no end weights (the keep-weights policy keeps them not, and nothing reads them); neither: the record alone."""
     if backbone_sha256 is not None:
-        _save_tensors(directory / HEAD, without_backbone(state))
-        if selected is not None:
-            _save_tensors(directory / SELECTED, without_backbone(selected))
         record = {**record, "backbone_sha256": backbone_sha256}
-    else:
-        _save_tensors(directory / MODEL, state)
-        if selected is not None:
-            _save_tensors(directory / SELECTED, selected)
+    kept = without_backbone if backbone_sha256 is not None else dict
+    if state is not None:
+        _save_tensors(directory / (HEAD if backbone_sha256 is not None else MODEL), kept(state))
+    if selected is not None:
+        _save_tensors(directory / SELECTED, kept(selected))
     write_json(directory / RECORD, record)
 
 
