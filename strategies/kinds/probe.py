@@ -5,6 +5,7 @@ from functools import partial
 
 import torch
 
+from lpft_bench.strategies.callbacks import head_outputs
 from lpft_bench.strategies.linear_probe import PROBE_SETTINGS, fit_logistic_path
 from lpft_bench.strategies.module import restrict_logits
 from lpft_bench.strategies.oracle import ORACLE_SEED, oracle_probe
@@ -63,6 +64,10 @@ class LogisticProbe(PhaseKind):
         with torch.no_grad():
             model.head.weight.copy_(torch.from_numpy(probe.weight))
             model.head.bias.copy_(torch.from_numpy(probe.bias))
+        # Where this is the job's last phase, its final outputs (calibration's): the chosen head on the cached
+        # features in the batches of a pass, the logits a pass over the images would give, without that pass.
+        context.final_outputs = {s.name: (head_outputs(model.head, torch.from_numpy(features[s.name][0]), context.device),
+                                          torch.from_numpy(features[s.name][1])) for s in dm.eval_sets}
         row = {"epoch": 0}
         for eval_set in dm.eval_sets:
             x, y = features[eval_set.name]
