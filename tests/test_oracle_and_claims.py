@@ -77,7 +77,27 @@ def test_oracle_rows_come_once_per_seed_and_set_from_shared_probe_phases():
 
 def test_an_oracle_on_a_set_whose_fit_half_holds_one_class_is_undefined_not_an_error():
     from lpft_bench.strategies import PAPER_PROBE_CS
-    from lpft_bench.strategies.oracle import oracle_probe
 
     features, labels = np.random.default_rng(0).normal(size=(12, 4)), np.array([3] * 11 + [5])
     assert oracle_probe(features, labels, PAPER_PROBE_CS[:3], 6) is None
+
+
+def test_the_oracle_is_fitted_once_for_the_seeds_that_share_an_ood_set(tmp_path, monkeypatch):
+    """Digits' OOD sets do not depend on the seed: the next seed's probe reads the oracle the first one fitted from
+    the store's cache beside the features (the same result); an unreadable entry is set aside and refitted."""
+    from lpft_bench.engine import Job, RunContext, run_job
+    from lpft_bench.strategies.kinds import probe
+
+    fits = []
+    monkeypatch.setattr(probe, "oracle_probe", lambda *args: fits.append(args) or oracle_probe(*args))
+    ctx = RunContext(out=tmp_path / "store", accelerator="cpu")
+    lp = [run_job(Job("digits", "lp", seed=seed, benchmark_options={"subset": 60}), ctx) for seed in (0, 1)]
+    ood = sorted(name for name, s in lp[0]["eval_sets"].items() if s["split"] == "ood")
+    oracle = lp[0]["phases"][0]["oracle"]
+    assert sorted(oracle) == ood and len(fits) == len(ood) and lp[1]["phases"][0]["oracle"] == oracle
+    cached = sorted((ctx.out / "features").glob("*.json"))
+    assert len(cached) == len(ood)
+    cached[0].write_text("{")
+    third = run_job(Job("digits", "lp", seed=2, benchmark_options={"subset": 60}), ctx)
+    assert len(fits) == len(ood) + 1 and third["phases"][0]["oracle"] == oracle
+    assert len(list((ctx.out / "features").glob("*.json.corrupt-*"))) == 1

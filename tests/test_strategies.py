@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from lpft_bench.engine import Job, RunContext, prepare_job, run_job, run_phases
+from lpft_bench.engine.execution import calibrate
 from lpft_bench.engine.store_files import state_digest
 from lpft_bench.faults import FAULT_ENV
 from lpft_bench.strategies.kinds.gradient import reinitialise
@@ -93,6 +94,18 @@ def test_the_start_diagnostics_read_from_the_probes_feature_cache_agree_with_a_p
     start, cached_start = alone["phases"][0]["start"], after_lp["phases"][0]["start"]
     for name in ("train_acc", "train_loss", "average_initial_energy", "head_norm"):
         assert cached_start[name] == pytest.approx(start[name], rel=1e-5, abs=1e-6), name
+
+
+def test_the_probes_calibration_from_its_head_on_cached_features_is_that_of_a_pass_over_the_images(tmp_path):
+    """A job whose last phase is the probe is calibrated on its head applied to the cached features, bit for bit
+    what a forward pass over every set's images gives (the pass a reused phase still makes)."""
+    ctx = _ctx(tmp_path)
+    job = Job("digits", "lp", seed=0, benchmark_options={"subset": 60})
+    record = run_job(job, ctx)
+    prepared = prepare_job(job, ctx)
+    run_phases(job, prepared, ctx)  # the stored phase, reused: no outputs of its own
+    assert prepared.final_outputs is None
+    assert calibrate(prepared, torch.device("cpu")) == record["calibration"]
 
 
 def test_tau_zero_is_exactly_fine_tuning(tmp_path):

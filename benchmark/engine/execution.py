@@ -24,7 +24,7 @@ from lpft_bench.strategies.linear_probe import extract_features
 from lpft_bench.strategies.phases import Phase
 from lpft_bench.strategies.posthoc import accuracy, calibration, predict
 
-from .identity import Job, RunContext, feature_key, phase_key
+from .identity import CURRENT, Job, RunContext, feature_key, phase_key
 from lpft_bench.loggers import phase_loggers
 from .retention import keeps_source_backbone, weights_to_save
 from .store import Store
@@ -160,6 +160,13 @@ def _features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, d
                                                            prepared.datamodule.eval_loader(dataset), device))
 
 
+def _feature_result(job: Job, ctx: RunContext, set_name: str, spec: dict, compute):
+    """A result of the set's eval-view features alone and `spec`, cached beside them: where the set does not
+    depend on the seed (digits' OOD sets), one oracle fit serves every seed's probe."""
+    key = CURRENT.hash({"features": feature_key(job, set_name), **spec})
+    return ctx.store.cached_result(ctx.store.feature_result_path(job.benchmark, set_name, key), compute)
+
+
 def _pretrained_features(job: Job, ctx: RunContext, prepared: PreparedJob, set_name: str, dataset,
                          cached_only: bool = False):
     """The set's cached eval-view features where the backbone is still exactly the pretrained one (never for a job
@@ -183,6 +190,7 @@ def phase_context(job: Job, prepared: PreparedJob, ctx: RunContext, key: str, jo
         features=partial(_features, job, ctx, prepared), train_ingredient=partial(_train_ingredient, job, ctx, job_dir),
         start_of_previous=start_of_previous, compile=ctx.compile,
         pretrained_features=partial(_pretrained_features, job, ctx, prepared),
+        feature_result=partial(_feature_result, job, ctx),
         eval_every_epoch=ctx.eval_every_epoch, checkpoint_every_minutes=ctx.checkpoint_every_minutes,
         fresh_backbone=lambda: build_backbone(job.backbone_spec(), pretrained=False)[0],
         strategy_defaults=lambda name: get_strategy(name).defaults,

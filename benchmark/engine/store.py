@@ -91,6 +91,9 @@ class Store:
     def features_path(self, benchmark: str, set_name: str, key: str) -> Path:
         return inside(self.root, self.features_dir / f"{benchmark}-{set_name}-{key}.npz")
 
+    def feature_result_path(self, benchmark: str, set_name: str, key: str) -> Path:
+        return inside(self.root, self.features_dir / f"{benchmark}-{set_name}-{key}.json")
+
     def record_path(self, job_id: str) -> Path:
         return self.job_dir(job_id) / RECORD
 
@@ -371,3 +374,15 @@ class Store:
 
         atomic_write(path, write)
         return features, labels
+
+    def cached_result(self, path: Path, compute: Callable[[], dict | None]) -> dict | None:
+        """A result computed from cached features alone (an oracle probe), from the cache at `path` (keyed by
+        those features' key and everything else it depends on); on a miss, `compute()`, written atomically."""
+        if path.exists():
+            try:
+                return json.loads(path.read_text())["result"]
+            except (OSError, ValueError, KeyError) as error:
+                set_aside(path, f"cached result unreadable ({error}), recomputing")
+        result = compute()
+        write_json(path, {"result": result})
+        return result

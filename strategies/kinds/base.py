@@ -63,9 +63,14 @@ class PhaseContext:
     # is still exactly the pretrained one (parameters and buffers): then the probe's features are its z_0.
     pretrained_features: Callable[..., "tuple[np.ndarray, np.ndarray] | None"] = \
         lambda name, dataset, cached_only=False: None
+    # feature_result(set_name, spec, compute): `compute()`, a result of that set's eval-view features and `spec`
+    # alone, from the store's cache beside those features.
+    feature_result: Callable[[str, dict, Callable[[], "dict | None"]], "dict | None"] = \
+        lambda name, spec, compute: compute()
     eval_every_epoch: bool = False  # every set after every epoch (per-epoch curves), not only the selection set
     checkpoint_every_minutes: float = 0  # 0: a resume checkpoint at every epoch's end
-    # Set by a kind that made a final pass over every set on the weights it selected: per set (logits, labels).
+    # Set by a kind that has every set's outputs on the weights it selected (a final pass; the probe: its head on
+    # the cached features): per set (logits, labels).
     final_outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
 

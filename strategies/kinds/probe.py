@@ -1,11 +1,14 @@
 """The paper's linear probe: a closed-form phase on cached eval-mode features of the untouched backbone."""
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
+from lpft_bench.strategies.callbacks import head_outputs
 from lpft_bench.strategies.linear_probe import PROBE_SETTINGS, fit_logistic_path
 from lpft_bench.strategies.module import restrict_logits
-from lpft_bench.strategies.oracle import oracle_probe
+from lpft_bench.strategies.oracle import ORACLE_SEED, oracle_probe
 
 from .base import PhaseContext, PhaseKind, head_state, register_kind
 
@@ -61,6 +64,10 @@ class LogisticProbe(PhaseKind):
         with torch.no_grad():
             model.head.weight.copy_(torch.from_numpy(probe.weight))
             model.head.bias.copy_(torch.from_numpy(probe.bias))
+        # Where this is the job's last phase, its final outputs (calibration's): the chosen head on the cached
+        # features in the batches of a pass, the logits a pass over the images would give, without that pass.
+        context.final_outputs = {s.name: (head_outputs(model.head, torch.from_numpy(features[s.name][0]), context.device),
+                                          torch.from_numpy(features[s.name][1])) for s in dm.eval_sets}
         row = {"epoch": 0}
         for eval_set in dm.eval_sets:
             x, y = features[eval_set.name]
@@ -69,7 +76,11 @@ class LogisticProbe(PhaseKind):
         train_x, train_y = features["train"]
         row["train/acc"] = float((probe.logits(train_x).argmax(-1) == train_y).mean())
         # The features' ceiling on each OOD set: which regime the benchmark is in (strategies.oracle).
-        oracle = {s.name: oracle_probe(*features[s.name], phase.probe_Cs, dm.num_classes, s.groups, settings)
+        # Everything it depends on beyond the set's features (which also fix the set's labels and groups).
+        spec = {"oracle": {"Cs": list(phase.probe_Cs), "num_classes": dm.num_classes, "probe": settings.describe(),
+                           "seed": ORACLE_SEED}}
+        oracle = {s.name: context.feature_result(s.name, spec, partial(oracle_probe, *features[s.name], phase.probe_Cs,
+                                                                        dm.num_classes, s.groups, settings))
                   for s in dm.eval_sets if s.split == "ood"}
         oracle = {name: result for name, result in oracle.items() if result is not None}
         return {"name": phase.name, "phase": phase.describe(), "epochs": [row], "end": head_state(model.head),
