@@ -77,7 +77,7 @@ class LogisticProbe(PhaseKind):
         row["train/acc"] = float((probe.logits(train_x).argmax(-1) == train_y).mean())
         # The features' ceiling on each OOD set: which regime the benchmark is in (strategies.oracle).
         # Everything it depends on beyond the set's features (which also fix the set's labels and groups).
-        spec = {"oracle": {"Cs": list(phase.probe_Cs), "num_classes": dm.num_classes, "probe": settings.describe(),
+        spec = {"oracle": {"Cs": phase.probe_Cs, "num_classes": dm.num_classes, "probe": settings.describe(),
                            "seed": ORACLE_SEED}}
         oracle = {s.name: context.feature_result(s.name, spec, partial(oracle_probe, *features[s.name], phase.probe_Cs,
                                                                         dm.num_classes, s.groups, settings))
