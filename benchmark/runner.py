@@ -25,6 +25,7 @@ from lpft_bench import interrupts
 from lpft_bench.engine import Job, RunContext, record_failure, run_job
 from lpft_bench.engine.identity import CURRENT
 from lpft_bench.engine.migrations import mark_store, migrate_store, store_version
+from lpft_bench.engine.retention import worker_context
 from lpft_bench.engine.store import Store
 from lpft_bench.errors import UsageError
 from lpft_bench.launchers import LAUNCHERS
@@ -94,7 +95,8 @@ class Progress:
 
 
 def worker_command(job: Job, ctx: RunContext) -> list[str]:
-    return [sys.executable, "-m", "lpft_bench.engine.execution", json.dumps(job.to_dict()), json.dumps(ctx.to_dict())]
+    context = worker_context(job, ctx).to_dict()
+    return [sys.executable, "-m", "lpft_bench.engine.execution", json.dumps(job.to_dict()), json.dumps(context)]
 
 
 def _run_subprocess(job: Job, ctx: RunContext, devices: str | None = None) -> bool:

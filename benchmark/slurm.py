@@ -17,6 +17,7 @@ import time
 import submitit
 
 from lpft_bench.engine import Job, RunContext, record_failure, run_job
+from lpft_bench.engine.retention import worker_context
 from lpft_bench.engine.store import Store
 from lpft_bench.errors import UsageError
 from lpft_bench.storage import write_json
@@ -134,7 +135,8 @@ def run_slurm(jobs: list[Job], ctx: RunContext, options: dict, wait: bool, progr
             progress.finished("skipped" if state == "done" else "busy")
         else:
             todo.append(job)
-    submitted = executor.map_array(Worker(), [j.to_dict() for j in todo], [ctx.to_dict()] * len(todo)) if todo else []
+    submitted = executor.map_array(Worker(), [j.to_dict() for j in todo],
+                                   [worker_context(j, ctx).to_dict() for j in todo]) if todo else []
     for job, task in zip(todo, submitted):
         write_json(store.job_note(job.id, SUBMISSION), {"job_id": task.job_id, "cluster": executor.cluster,
                                                    "folder": str(folder), "state": "queued", "submitted": time.time()})

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from lpft_bench.cli import main
 from lpft_bench.cli_parser import KEEP_WEIGHTS
 from lpft_bench.engine import Job, RunContext, phase_key
-from lpft_bench.engine.retention import DEFAULT_POLICY, POLICIES, apply_policy, weights_written
+from lpft_bench.engine.retention import (DEFAULT_POLICY, POLICIES, apply_policy, weights_written,
+                                         with_ingredients, worker_context)
 from lpft_bench.preflight import disk_plan
 from lpft_bench.runner import run_matrix
 from lpft_bench.strategies import get_strategy
@@ -115,6 +116,21 @@ def test_a_run_writes_no_weights_its_policy_would_prune_unread_and_a_job_cut_bef
     assert weights(ctx.store) == weights(pruned) and weights(pruned)
     for job in FINISHED:
         assert ctx.store.load_record(job.id)["final"] == pruned.load_record(job.id)["final"]
+
+
+def test_a_worker_gets_the_written_weights_of_its_own_phases_and_ingredients_alone(tmp_path):
+    """A worker's arguments carry its share of `weights_written`: their size does not grow with the matrix."""
+    soup = Job("digits", "uniform-soup", seed=0, hparams={"epochs": 1}, benchmark_options=TINY)
+    jobs = [*FINISHED, PENDING, soup]
+    written = weights_written(jobs, "selected")
+    ctx = RunContext(out=tmp_path, weights_written=written)
+    for job in jobs:
+        own = {key for each in with_ingredients([job]) for key in _keys(each)}
+        assert worker_context(job, ctx).weights_written == {k: v for k, v in written.items() if k in own}
+    ingredients = [job for job in with_ingredients([soup]) if job is not soup]
+    assert ingredients and all(_keys(job)[-1] in worker_context(soup, ctx).weights_written for job in ingredients), \
+        "the soup starts from its ingredients' results"
+    assert worker_context(soup, RunContext(out=tmp_path)).weights_written is None
 
 
 @pytest.mark.slow

@@ -12,13 +12,14 @@ A phase over the job's source backbone (a probe) keeps its head alone whatever t
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 from lpft_bench.strategies import get_strategy
 from lpft_bench.strategies.kinds import phase_kind
 
-from .identity import Job, ingredient_jobs, phase_key
+from .identity import Job, RunContext, ingredient_jobs, phase_key
 from .store import Store
 from .store_files import SELECTED
 
@@ -108,6 +109,16 @@ def weights_written(jobs: Iterable[Job], policy: str) -> dict[str, str] | None:
     for job in jobs:
         _keep_what_phases_read(job, *_keys(job), keep)
     return {key: WEIGHTS if roles & WHOLE else FINAL for key, roles in sorted(keep.items()) if roles}
+
+
+def worker_context(job: Job, ctx: RunContext) -> RunContext:
+    """The context a process running `job` gets: only the `weights_written` entries its phases (and its soups'
+    ingredients') consult, so a worker's arguments stay small however large the matrix (one argument holds at most
+    128 KiB on Linux)."""
+    if ctx.weights_written is None:
+        return ctx
+    keys = {key for each in with_ingredients([job]) for key in _keys(each)[1]}
+    return replace(ctx, weights_written={key: role for key, role in ctx.weights_written.items() if key in keys})
 
 
 def weights_to_save(written: dict[str, str] | None, key: str, ends_run: bool, state, selected):
