@@ -118,6 +118,18 @@ def test_a_run_writes_no_weights_its_policy_would_prune_unread_and_a_job_cut_bef
         assert ctx.store.load_record(job.id)["final"] == pruned.load_record(job.id)["final"]
 
 
+def test_lpft_bench_run_writes_by_its_policy_and_prunes_only_what_a_finished_matrix_no_longer_reads(tmp_path, capsys):
+    """Through the command line: lp-ft's fine-tuned weights are never written under the default policy; the one
+    probe head its three learning rates start from is written, then dropped when the matrix is done."""
+    store = tmp_path / "store"
+    assert main(["run", "--strategies", "lp-ft", "--seeds", "0", "--subset", "60", "--epochs", "1",
+                 "--out", str(store)]) == 0
+    assert "--keep-weights none: removed 1 phase weights file(s)" in capsys.readouterr().err
+    finals = [d for d in (store / "phases").iterdir() if d.name.startswith("1-")]
+    assert len(finals) == 3 and all((d / "record.json").is_file() for d in finals)
+    assert not list((store / "phases").rglob("*.safetensors"))
+
+
 def test_a_worker_gets_the_written_weights_of_its_own_phases_and_ingredients_alone(tmp_path):
     """A worker's arguments carry its share of `weights_written`: their size does not grow with the matrix."""
     soup = Job("digits", "uniform-soup", seed=0, hparams={"epochs": 1}, benchmark_options=TINY)
