@@ -36,7 +36,7 @@ def test_a_small_suite_writes_at_most_three_times_the_store_it_leaves(tmp_path):
     weights here, applied when the matrix is done), every set's features once."""
     jobs = SUITES["quickstart"].expand(seeds=[0], overrides={"epochs": 3})
     assert {job.strategy for job in jobs} == {"scratch", "lp", "ft", "lp-ft"}
-    jobs.sort(key=lambda job: job.strategy != "scratch")  # scratch first
+    jobs.sort(key=lambda job: job.strategy not in ("scratch", "ft"))  # before the probe fills the feature cache
     ctx = RunContext(out=tmp_path / "store", accelerator="cpu", checkpoint_every_minutes=CHECKPOINT_EVERY_MINUTES,
                      weights_written=weights_written(jobs, DEFAULT_POLICY))
     before = _bytes_written()
@@ -46,10 +46,13 @@ def test_a_small_suite_writes_at_most_three_times_the_store_it_leaves(tmp_path):
     store = _size(ctx.out)
     assert len(list((ctx.out / "jobs").glob("*/record.json"))) == len(jobs)
     assert written <= 3 * store, f"wrote {written:,} bytes for a store of {store:,}"
-    # z_0 comes from the probe's feature cache, which scratch (a random backbone, run first) must not fill.
+    # z_0 comes from the probe's feature cache, which scratch (a random backbone: its z_0 in NHWC) must not fill
+    # and ft (the pretrained one) must fill as the probe would, in NCHW: an NHWC forward differs in the last bits.
     (lp,) = [job for job in jobs if job.strategy == "lp"]
     alone = run_job(lp, RunContext(out=tmp_path / "lp-alone", accelerator="cpu"))
     assert _record(ctx, lp)["final"] == alone["final"]
+    cached = sorted((tmp_path / "lp-alone" / "features").glob("*.npz"))
+    assert cached and all(path.read_bytes() == (ctx.out / "features" / path.name).read_bytes() for path in cached)
 
 
 def test_per_epoch_rows_hold_the_selection_set_unless_every_set_is_asked_for(tmp_path):

@@ -136,15 +136,21 @@ def initial_features(context: PhaseContext, probes: dict[str, list[int]]) -> dic
     """z_0 on each evaluation set's probe examples: the probe's cached features where the backbone is still the
     pretrained one, else one pass over the probe examples now (before the fit, which a resumed phase restores)."""
     model, dm = context.model.to(context.device), context.datamodule
-    initial = {}
+    initial, uncached = {}, {}
     for eval_set in dm.eval_sets:
         indices = probes[eval_set.name]
         cached = context.pretrained_features(eval_set.name, eval_set.dataset)
         if cached is not None:
             initial[eval_set.name] = torch.from_numpy(cached[0][indices])
         else:
-            subset = torch.utils.data.Subset(eval_set.dataset, indices)
-            initial[eval_set.name] = probe_outputs(model, subset, context.device)[0]
+            uncached[eval_set.name] = torch.utils.data.Subset(eval_set.dataset, indices)
+    if uncached:
+        # A backbone no probe shares (random or re-initialised): NHWC, as the fit and its final pass (z_T) run; a
+        # scratch job's start passes take about half the CPU time of NCHW. The cache's features stay NCHW (above).
+        model.to(memory_format=torch.channels_last)
+        for name, subset in uncached.items():
+            initial[name] = probe_outputs(model, subset, context.device)[0]
+        model.to(memory_format=torch.contiguous_format)
     return initial
 
 
