@@ -101,6 +101,8 @@ def test_a_run_writes_no_weights_its_policy_would_prune_unread_and_a_job_cut_bef
     for path in ctx.store.job_dir(FINISHED[1].id).glob("*"):  # cut after its last phase's record, before its own
         if path.is_file():
             path.unlink()
+    apply_policy(ctx.store, FINISHED, DEFAULT_POLICY)  # as the cut matrix's end, or `lpft-bench prune`, would
+    assert (ctx.out / "phases" / _keys(FINISHED[0])[0] / "head.safetensors").is_file(), "the cut job reads it"
     assert run_matrix(FINISHED, ctx, progress=False).done == 1
     rerun = ctx.store.load_record(FINISHED[1].id)
     assert rerun["phases"][0]["reused"] == _keys(FINISHED[1])[0] and "reused" not in rerun["phases"][-1]

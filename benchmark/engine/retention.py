@@ -1,7 +1,8 @@
 """Which phase weights a store keeps (`--keep-weights`): a storage knob, never part of a job's identity.
 
 Whatever the policy, a store keeps every record (jobs' and phases') and the weights a pending job of the matrix
-will start from (the result its first missing phase reads; for a job whose phases are all stored, its last).
+will start from (the result its first missing phase reads; for a job whose phases are all stored, its last and
+what its last read).
 On top of that:
   all       every weights file (the store as it was before policies existed);
   selected  each job's selected weights (its last phase at the selected epoch) and every phase result that a
@@ -59,12 +60,14 @@ def _reads(job: Job, phases: list, keys: list[str], index: int) -> list[tuple[Jo
 
 
 def _pending_reads(job: Job, phase_done: Callable[[str], bool], keep: dict) -> None:
-    """What a job not yet done will load: from its first missing phase (a soup's ingredients likewise)."""
+    """What a job not yet done will load: from its first missing phase (a soup's ingredients likewise). A job
+    cut after its last phase's record loads that phase, then calibrates it at its selected epoch; where the phase
+    wrote its record alone (`weights_written`), the job recomputes it from what it read: both are kept."""
     phases, keys = _keys(job)
     first = next((i for i, key in enumerate(keys) if not phase_done(key)), len(keys))
     if first == len(keys):
-        keep[keys[-1]] |= WHOLE  # loaded, then calibrated at its selected epoch
-        return
+        keep[keys[-1]] |= WHOLE
+        first -= 1
     for reader, index in _reads(job, phases, keys, first):
         if reader is job:
             keep[keys[index]] |= WHOLE
