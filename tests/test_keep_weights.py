@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from lpft_bench.cli import main
@@ -118,6 +119,34 @@ def test_a_run_writes_no_weights_its_policy_would_prune_unread_and_a_job_cut_bef
     assert weights(ctx.store) == weights(pruned) and weights(pruned)
     for job in FINISHED:
         assert ctx.store.load_record(job.id)["final"] == pruned.load_record(job.id)["final"]
+
+
+def test_a_phase_run_after_a_stored_one_draws_what_it_draws_after_computing_it(tmp_path, monkeypatch):
+    """The random generators as a phase ended are stored with it: a job that loads the phase (another job ran it,
+    or this one resumes after it) goes on drawing as if it had computed it. Here lp-ft's FT after an SGD probe,
+    recomputed after a cut before the job's record (the default policy writes its record alone), starts where the
+    uninterrupted run did (the probe's epochs drew from the global generator: the states differ from the start's)."""
+    from lpft_bench.strategies.kinds.gradient import GradientPhase
+
+    starts = []
+    run = GradientPhase.run
+
+    def recording(self, phase, context):
+        starts.append((phase.name, torch.get_rng_state()))
+        return run(self, phase, context)
+
+    monkeypatch.setattr(GradientPhase, "run", recording)
+    job = Job("digits", "lp-ft", seed=0, hparams={"epochs": 1, "probe": "sgd", "hp_epochs": 1}, benchmark_options=TINY)
+    ctx = RunContext(out=tmp_path / "store", accelerator="cpu", weights_written=weights_written([job], DEFAULT_POLICY))
+    assert run_matrix([job], ctx, progress=False).done == 1
+    for path in ctx.store.job_dir(job.id).glob("*"):
+        if path.is_file():
+            path.unlink()
+    assert run_matrix([job], ctx, progress=False).done == 1
+    (hp, first), (ft, uninterrupted), (again, resumed) = starts
+    assert (hp, ft, again) == ("lp", "ft", "ft") and not torch.equal(first, uninterrupted)
+    assert torch.equal(uninterrupted, resumed)
+    assert ctx.store.load_record(job.id)["phases"][0]["reused"] == _keys(job)[0]
 
 
 def test_lpft_bench_run_writes_by_its_policy_and_prunes_only_what_a_finished_matrix_no_longer_reads(tmp_path, capsys):

@@ -19,7 +19,7 @@ from lpft_bench import interrupts
 from lpft_bench.datamodules import ShiftDataModule, build_datamodule
 from lpft_bench.models import Classifier, build_backbone
 from lpft_bench.strategies import get_strategy
-from lpft_bench.strategies.kinds import PhaseContext, cpu_state, phase_kind, select_epoch
+from lpft_bench.strategies.kinds import PhaseContext, cpu_state, phase_kind, rng_states, select_epoch, set_rng_states
 from lpft_bench.strategies.linear_probe import extract_features
 from lpft_bench.strategies.phases import Phase
 from lpft_bench.strategies.posthoc import accuracy, calibration, predict
@@ -222,6 +222,8 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
         if stored is not None and _load(stored, model):
             records.append({**stored.record, "reused": key})
             prepared.selected_state = _full(stored.selected, model)
+            if stored.rng is not None:  # the generators as the phase left them: what follows draws as if it ran here
+                set_rng_states(stored.rng)
         elif phase.seed is not None and phase.seed != job.seed:
             record, state, prepared.selected_state = _run_pinned(job, phases[: index + 1], ctx, job_dir)
             records.append({**record, "reused": key})
@@ -237,7 +239,7 @@ def run_phases(job: Job, prepared: PreparedJob, ctx: RunContext, work_dir: Path 
                 unchanged = source is not None and state_digest(model.backbone.state_dict()) == source
                 state, selected = weights_to_save(ctx.weights_written, key, index + 1 == len(phases),
                                                   model.state_dict(), context.selected_state)
-                store.save_phase(key, state, record, selected, source if unchanged else None)
+                store.save_phase(key, state, record, selected, source if unchanged else None, rng_states())
                 Store.remove_checkpoints(job_dir, key)
         _after_phase(prepared, index)
         start_of_previous = start
@@ -289,6 +291,8 @@ def _resume(store: Store, prepared: PreparedJob, keys: list[str]) -> tuple[int, 
                 start_of_previous = cpu_state(model)
             if (len(results) == 1 or start_of_previous is not None) and _load(results[-1], model):
                 prepared.selected_state = _full(results[-1].selected, model)
+                if results[-1].rng is not None:
+                    set_rng_states(results[-1].rng)
                 return first, start_of_previous
         model.load_state_dict(initial)
         first -= 1  # weights dropped or unusable: one phase earlier

@@ -310,11 +310,11 @@ class Store:
         return (self.phase_dir(key) / RECORD).exists()
 
     def save_phase(self, key: str, state: dict | None, record: dict, selected: dict | None = None,
-                   backbone_sha256: str | None = None) -> None:
-        """The weights after a phase (and, where selection picks an earlier epoch, that epoch's), then its
-        record: a phase directory with a record is complete. With `backbone_sha256` (the backbone is the job's
-        source backbone, that digest): the head alone."""
-        store_files.save_phase(self.phase_dir(key), state, finite(record), selected, backbone_sha256)
+                   backbone_sha256: str | None = None, rng: dict | None = None) -> None:
+        """The weights after a phase (and, where selection picks an earlier epoch, that epoch's) and the
+        generators' state, then its record: a phase directory with a record is complete. With `backbone_sha256`
+        (the backbone is the job's source backbone, that digest): the head alone."""
+        store_files.save_phase(self.phase_dir(key), state, finite(record), selected, backbone_sha256, rng)
 
     def load_phase(self, key: str) -> store_files.PhaseResult | None:
         return store_files.load_phase(self.phase_dir(key))

@@ -22,6 +22,7 @@ MODEL = "model.safetensors"
 HEAD = "head.safetensors"
 SELECTED = "selected.safetensors"
 WEIGHT_FILES = (MODEL, HEAD, SELECTED)
+RNG = "rng.pt"  # the random generators' state as the phase ended: a run that loads the phase goes on from it
 BACKBONE_PREFIX = "backbone."
 
 
@@ -42,12 +43,14 @@ def without_backbone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 @dataclass
 class PhaseResult:
     """A stored phase: its record, its weights (None where the keep-weights policy dropped them), the weights of
-    its selected epoch where that is not its last, and for a head-only result the digest of its backbone."""
+    its selected epoch where that is not its last, for a head-only result the digest of its backbone, and the
+    random generators' state as it ended (None in stores written before it was kept)."""
 
     record: dict
     weights: dict[str, torch.Tensor] | None
     selected: dict[str, torch.Tensor] | None
     backbone_sha256: str | None = None
+    rng: dict | None = None
 
 
 class CorruptFile(Exception):
@@ -75,9 +78,10 @@ def _save_tensors(path: Path, state: dict[str, torch.Tensor]) -> None:
 
 
 def save_phase(directory: Path, state: dict | None, record: dict, selected: dict | None = None,
-               backbone_sha256: str | None = None) -> None:
+               backbone_sha256: str | None = None, rng: dict | None = None) -> None:
     """`backbone_sha256` given: the backbone is that of the job's source, so only the head is kept. No `state`:
-    no end weights (the keep-weights policy keeps them not, and nothing reads them); neither: the record alone."""
+    no end weights (the keep-weights policy keeps them not, and nothing reads them); neither: the record alone.
+    `rng`: the generators' state as the phase ended (`rng_states`)."""
     if backbone_sha256 is not None:
         record = {**record, "backbone_sha256": backbone_sha256}
     kept = without_backbone if backbone_sha256 is not None else dict
@@ -85,6 +89,8 @@ def save_phase(directory: Path, state: dict | None, record: dict, selected: dict
         _save_tensors(directory / (HEAD if backbone_sha256 is not None else MODEL), kept(state))
     if selected is not None:
         _save_tensors(directory / SELECTED, kept(selected))
+    if rng is not None:
+        atomic_write(directory / RNG, lambda tmp: torch.save(rng, tmp))
     write_json(directory / RECORD, record)
 
 
@@ -111,7 +117,8 @@ def load_phase(directory: Path) -> PhaseResult | None:
         digest = record.get("backbone_sha256")
         weights_file = directory / (HEAD if digest else MODEL)
         weights = load_safetensors(weights_file) if weights_file.exists() else None
-        return PhaseResult(record, weights, load_selected(directory), digest)
+        rng = torch.load(directory / RNG, weights_only=True) if (directory / RNG).exists() else None
+        return PhaseResult(record, weights, load_selected(directory), digest, rng)
     except Exception as error:  # safetensors raises its own error types for truncated or garbled files
         set_aside(directory, f"phase result unreadable ({error}), recomputing it")
         return None

@@ -7,7 +7,8 @@ from __future__ import annotations
 from lpft_bench.strategies.selection import select_epoch
 
 from . import gradient, probe, weight_space  # noqa: F401 - each registers its kinds
-from .base import PHASE_KINDS, PhaseContext, PhaseFiles, PhaseKind, cpu_state, head_state, phase_kind, register_kind
+from .base import (PHASE_KINDS, PhaseContext, PhaseFiles, PhaseKind, cpu_state, head_state, phase_kind, register_kind,
+                   rng_states, set_rng_states)
 
 __all__ = ["PHASE_KINDS", "PhaseContext", "PhaseFiles", "PhaseKind", "cpu_state", "head_state", "phase_kind", "register_kind",
-           "select_epoch"]
+           "rng_states", "select_epoch", "set_rng_states"]

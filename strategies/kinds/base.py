@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import torch
 
 from lpft_bench.registry import Registry
 
 if TYPE_CHECKING:
     import lightning as L
-    import numpy as np
 
     from lpft_bench.datamodules import ShiftDataModule
     from lpft_bench.strategies.phases import Phase
@@ -130,3 +131,24 @@ def head_state(head: torch.nn.Module) -> dict:
 
 def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def rng_states() -> dict:
+    """Every generator training may draw from (augmentations, dropout), in types `torch.load(weights_only=True)`
+    reads back."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        for device, state in enumerate(states["cuda"][: torch.cuda.device_count()]):  # a rerun may see fewer GPUs
+            torch.cuda.set_rng_state(state, device)

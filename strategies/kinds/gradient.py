@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import os
-import random
 import time
 from pathlib import Path
-
-import numpy as np
 
 import torch
 from lightning.pytorch.callbacks import Checkpoint
@@ -23,7 +20,7 @@ from lpft_bench.strategies.selection import select_epoch
 from lpft_bench.strategies.trainability import (ApplyTrainability, BiasesAndHead, HeadOnly, LayerGroups,
                                                 Trainability)
 
-from .base import PhaseContext, PhaseKind, cpu_state, head_state, register_kind
+from .base import PhaseContext, PhaseKind, cpu_state, head_state, register_kind, rng_states, set_rng_states
 
 
 def reinitialise(module: torch.nn.Module, names: tuple[str, ...]) -> None:
@@ -57,26 +54,6 @@ def probe_indices(length: int, size: int) -> list[int]:
 def probe_subset(dataset, size: int):
     indices = probe_indices(len(dataset), size)
     return dataset if len(indices) == len(dataset) else torch.utils.data.Subset(dataset, indices)
-
-
-def rng_states() -> dict:
-    """Every generator training may draw from (augmentations, dropout), in types `torch.load(weights_only=True)`
-    reads back."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
-              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    random.setstate(states["python"])
-    kind, keys, position, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class EpochCheckpoint(Checkpoint):
