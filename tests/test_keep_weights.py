@@ -149,6 +149,19 @@ def test_a_phase_run_after_a_stored_one_draws_what_it_draws_after_computing_it(t
     assert ctx.store.load_record(job.id)["phases"][0]["reused"] == _keys(job)[0]
 
 
+def test_jobs_that_end_with_the_same_phase_run_it_once_under_every_policy(tmp_path):
+    """Two lp jobs whose ids differ by a setting the logistic probe ignores (hp_lr) end with one phase key: the
+    first writes that phase's weights, so the second loads it instead of fitting the probe again."""
+    twins = [Job("digits", "lp", seed=0, benchmark_options=TINY),
+             Job("digits", "lp", seed=0, hparams={"hp_lr": 0.5}, benchmark_options=TINY)]
+    assert twins[0].id != twins[1].id and _keys(twins[0]) == _keys(twins[1])
+    ctx = RunContext(out=tmp_path / "store", accelerator="cpu", weights_written=weights_written(twins, DEFAULT_POLICY))
+    assert run_matrix(twins, ctx, progress=False).done == 2
+    first, second = (ctx.store.load_record(job.id) for job in twins)
+    assert "reused" not in first["phases"][0] and second["phases"][0]["reused"] == _keys(twins[1])[0]
+    assert first["final"] == second["final"]
+
+
 def test_lpft_bench_run_writes_by_its_policy_and_prunes_only_what_a_finished_matrix_no_longer_reads(tmp_path, capsys):
     """Through the command line: lp-ft's fine-tuned weights are never written under the default policy; the one
     probe head its three learning rates start from is written, then dropped when the matrix is done."""

@@ -12,7 +12,7 @@ On top of that:
 A phase over the job's source backbone (a probe) keeps its head alone whatever the policy (store_files)."""
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -109,8 +109,12 @@ def weights_written(jobs: Iterable[Job], policy: str) -> dict[str, str] | None:
         return None
     jobs = with_ingredients(jobs)
     keep = kept_roles(jobs, policy, set(), lambda key: True)
+    ending = Counter(_keys(job)[1][-1] for job in jobs)
     for job in jobs:
-        _keep_what_phases_read(job, *_keys(job), keep)
+        phases, keys = _keys(job)
+        _keep_what_phases_read(job, phases, keys, keep)
+        if ending[keys[-1]] > 1:  # jobs whose ids differ by a setting their phases ignore: one runs it, the rest load it
+            keep[keys[-1]] |= WHOLE
     return {key: WEIGHTS if roles & WHOLE else FINAL for key, roles in sorted(keep.items()) if roles}
 
 
