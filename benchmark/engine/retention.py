@@ -113,7 +113,7 @@ def weights_written(jobs: Iterable[Job], policy: str) -> dict[str, str] | None:
     for job in jobs:
         phases, keys = _keys(job)
         _keep_what_phases_read(job, phases, keys, keep)
-        if ending[keys[-1]] > 1:  # jobs whose ids differ by a setting their phases ignore: one runs it, the rest load it
+        if ending[keys[-1]] > 1:  # ids that differ by a setting their phases ignore: one runs it, the rest load it
             keep[keys[-1]] |= WHOLE
     return {key: WEIGHTS if roles & WHOLE else FINAL for key, roles in sorted(keep.items()) if roles}
 
