@@ -82,18 +82,19 @@ def test_unreadable_records_and_stray_done_markers_block_only_their_own_job(tmp_
     assert mode & stat.S_IRGRP  # readable by the user's group, not mkstemp's 0600
 
 
-def test_a_truncated_phase_result_is_set_aside_and_recomputed(tmp_path, capsys):
+@pytest.mark.parametrize("damaged", ["head.safetensors", "rng.pt"])  # the probe keeps its head alone
+def test_a_truncated_phase_result_is_set_aside_and_recomputed(tmp_path, capsys, damaged):
     ctx = _ctx(tmp_path)
     lp = Job("digits", "lp", seed=0, benchmark_options=TINY)
     first = run_job(lp, ctx)
     key = phase_key(lp, get_strategy("lp").phases(), 0)
-    weights = ctx.store.phase_dir(key) / "head.safetensors"  # the probe keeps its head alone
-    weights.write_bytes(weights.read_bytes()[:100])  # what a full disk leaves
+    path = ctx.store.phase_dir(key) / damaged
+    path.write_bytes(path.read_bytes()[:100])  # what a full disk leaves
     again = run_job(lp, ctx)
     assert "reused" not in again["phases"][0]
     assert again["final"] == first["final"]
     assert str(ctx.store.phase_dir(key)) in capsys.readouterr().err
-    assert (ctx.store.phase_dir(key).parent / f"{key}.corrupt-1" / "head.safetensors").exists()
+    assert (ctx.store.phase_dir(key).parent / f"{key}.corrupt-1" / damaged).exists()
 
 
 def _stop_at(monkeypatch, spec):

@@ -145,6 +145,7 @@ def rng_states() -> dict:
 
 
 def set_rng_states(states: dict) -> None:
+    """The generators as `rng_states` saw them."""
     torch.set_rng_state(states["torch"])
     random.setstate(states["python"])
     kind, keys, position, has_gauss, cached = states["numpy"]
