@@ -17,8 +17,8 @@ from lpft_bench.datamodules.imagedata import ImageShiftDataModule
 from lpft_bench.datamodules.folder import training_classes
 from lpft_bench.datamodules.walk import image_files, walk_folder
 from lpft_bench.engine import Job, Store
-from lpft_bench.engine.retention import (DEFAULT_POLICY, FINAL, SELECTED_EPOCH, WEIGHTS, kept_roles,
-                                         predicted_files, weights_to_save, weights_written,
+from lpft_bench.engine.retention import (DEFAULT_POLICY, FINAL, SELECTED_EPOCH, WEIGHTS, computed_phases,
+                                         kept_roles, predicted_files, weights_to_save, weights_written,
                                          with_ingredients)
 from lpft_bench.errors import UsageError
 from lpft_bench.paths import display_path
@@ -150,8 +150,10 @@ def _head_bytes(job: Job, width: int) -> int:
 
 
 def disk_plan(jobs: list[Job], out: Path, policy: str = DEFAULT_POLICY) -> DiskPlan:
-    """Each phase result not yet in the store writes its weights (its head alone over the source backbone), and
-    a phase of several epochs may keep its selected epoch's too; shared prefixes (lp-ft's probe) count once. A
+    """Each phase a pending job computes (`computed_phases`: also a stored one whose weights the store does not
+    hold and a later phase reads) writes its weights as the policy says (its head alone over the source
+    backbone), and a phase of several epochs may keep its selected epoch's too; shared prefixes (lp-ft's probe)
+    count once. A
     logistic probe caches every set's features (float32 rows of the backbone's width), once per backbone, data,
     set and seed. Records and logs: JOB_OVERHEAD_BYTES. Sizes come from the networks' parameter counts, built
     on the meta device: nothing is downloaded."""
@@ -160,6 +162,8 @@ def disk_plan(jobs: list[Job], out: Path, policy: str = DEFAULT_POLICY) -> DiskP
     plan, seen, sizes = DiskPlan(), set(), {}
     store = Store(out)
     written = weights_written(jobs, policy)
+    computed = {key for job in jobs if not store.is_done(job.id)
+                for each in with_ingredients([job]) for key in computed_phases(each, store)}
     for job in with_ingredients(jobs):
         weights, width = _network(job, networks)
         if not store.is_done(job.id):
@@ -171,7 +175,7 @@ def disk_plan(jobs: list[Job], out: Path, policy: str = DEFAULT_POLICY) -> DiskP
                 continue
             kept = _head_bytes(job, width) if head_only else weights
             sizes[key] = (kept, kept if epochs > 1 else 0)
-            if store.phase_done(key):
+            if key not in computed:
                 continue
             # the engine's own rule, on sizes in place of tensors
             end, selected = weights_to_save(written, key, index + 1 == len(phases), kept, sizes[key][1] or None)

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from lpft_bench.cli import main
 from lpft_bench.cli_parser import KEEP_WEIGHTS
 from lpft_bench.engine import Job, RunContext, phase_key
-from lpft_bench.engine.retention import (DEFAULT_POLICY, POLICIES, apply_policy, weights_written,
-                                         with_ingredients, worker_context)
+from lpft_bench.engine.retention import (DEFAULT_POLICY, POLICIES, apply_policy, computed_phases,
+                                         weights_written, with_ingredients, worker_context)
 from lpft_bench.preflight import disk_plan
 from lpft_bench.runner import run_matrix
 from lpft_bench.strategies import get_strategy
@@ -28,6 +28,10 @@ PENDING = Job("digits", "lp-ft", seed=0, hparams={"epochs": 1, "lr": 1e-3}, benc
 def _keys(job):
     phases = get_strategy(job.strategy).phases(job.hparams)
     return [phase_key(job, phases, i) for i in range(len(phases))]
+
+
+def _weights_bytes(store):
+    return sum(p.stat().st_size for p in store.phases_dir.rglob("*.safetensors"))
 
 
 def _records(store):
@@ -160,6 +164,32 @@ def test_jobs_that_end_with_the_same_phase_run_it_once_under_every_policy(tmp_pa
     first, second = (ctx.store.load_record(job.id) for job in twins)
     assert "reused" not in first["phases"][0] and second["phases"][0]["reused"] == _keys(twins[1])[0]
     assert first["final"] == second["final"]
+
+
+@pytest.mark.slow
+def test_the_disk_plan_counts_a_phase_stored_as_a_record_alone_that_a_later_matrix_recomputes(tmp_path):
+    """lp-ft's FT writes its record alone under the default policy; a later wise-ft job interpolates from the FT
+    weights, so it recomputes that phase. The plan counts what the engine then computes: the FT's checkpoints and
+    weights, not only the interpolation."""
+    lp_ft = FINISHED[1]
+    wise = Job("digits", "wise-ft", seed=0, hparams=lp_ft.hparams, benchmark_options=TINY)
+    assert _keys(wise)[:2] == _keys(lp_ft)
+    ctx = RunContext(out=tmp_path / "store", accelerator="cpu", weights_written=weights_written([lp_ft], DEFAULT_POLICY))
+    assert run_matrix([lp_ft], ctx, progress=False).done == 1
+    assert ctx.store.phase_done(_keys(lp_ft)[1]) and not ctx.store.phase_weight_files(_keys(lp_ft)[1])
+
+    predicted = computed_phases(wise, ctx.store)
+    assert predicted == _keys(wise)[1:], "the probe head is loaded; the FT and the interpolation are computed"
+    plan = disk_plan([wise], ctx.out, DEFAULT_POLICY)
+    assert plan.peak > 0, "the FT's resume checkpoints are counted"
+    before = _weights_bytes(ctx.store)
+    run = RunContext(out=ctx.out, accelerator="cpu", weights_written=weights_written([wise], DEFAULT_POLICY))
+    assert run_matrix([wise], run, progress=False).done == 1
+    phases = run.store.load_record(wise.id)["phases"]
+    assert [key for key, phase in zip(_keys(wise), phases) if "reused" not in phase] == predicted
+    written = _weights_bytes(run.store) - before
+    assert written > 0 and plan.written - plan.features - plan.records >= 0.95 * written, \
+        "the FT weights the interpolation reads are counted"
 
 
 def test_lpft_bench_run_writes_by_its_policy_and_prunes_only_what_a_finished_matrix_no_longer_reads(tmp_path, capsys):
