@@ -22,7 +22,7 @@ which stalls whichever side happens to be running):
    (else `quickstart`) vs the same matrix sharing no phase or feature between jobs, with the paper's LP and
    one run per OOD set. The count model is checked against the passes counted in this run's FT job and LP.
 6. (`--end-to-end`) The quickstart suite into a fresh store vs `plain_quickstart.py`, the same table cells by
-   hand: CPU seconds of each process (medians of three alternating runs) and whether every cell agrees
+   hand: CPU seconds of each process (three alternating runs each) and whether every cell agrees
    (bench_end_to_end).
 G1 to G3 (`--gpu`): a training step of ResNet-50 and ViT-B/16 at 224 px on one GPU, DDP scaling (bench_gpu);
 `--markdown` prints the table as the README shows it, headed by the machine (bench_markdown).
@@ -31,7 +31,9 @@ G1 to G3 (`--gpu`): a training step of ResNet-50 and ViT-B/16 at 224 px on one G
 Columns: `ratio` is how many times better ours is than the reference (ours/reference for rates and
 accuracies, reference/ours for times and counts); `met` says whether the row's target is met ("" where the
 row has none). Timings on a shared machine move with its load: repeats alternate the two sides and the
-median of each side is reported.
+median of each side is reported; where a repeat is one run of each side back to back (1a, 6), `ratio` is the
+median of the repeats' own ratios, so that a drift of the machine's speed between repeats cancels, and the notes
+give the ratio of the two medians beside it.
 
 Here: the run and its table; in bench_setup what every measurement shares (Scale, Setup, Row); in
 bench_instruments the clock, the counter and the thread limits; in bench_timed items 1 to 3; in bench_counts
