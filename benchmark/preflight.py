@@ -153,9 +153,8 @@ def disk_plan(jobs: list[Job], out: Path, policy: str = DEFAULT_POLICY) -> DiskP
     """Each phase a pending job computes (`computed_phases`: also a stored one whose weights the store does not
     hold and a later phase reads) writes its weights as the policy says (its head alone over the source
     backbone), and a phase of several epochs may keep its selected epoch's too; shared prefixes (lp-ft's probe)
-    count once. A
-    logistic probe caches every set's features (float32 rows of the backbone's width), once per backbone, data,
-    set and seed. Records and logs: JOB_OVERHEAD_BYTES. Sizes come from the networks' parameter counts, built
+    count once. A logistic probe caches every set's features (float32 rows of the backbone's width), once per
+    backbone, data, set and seed. Records and logs: JOB_OVERHEAD_BYTES. Sizes come from the networks' parameter counts, built
     on the meta device: nothing is downloaded."""
     networks: dict = {}
     images: dict = {}
