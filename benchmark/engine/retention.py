@@ -75,11 +75,6 @@ def _pending_reads(job: Job, phase_done: Callable[[str], bool], keep: dict) -> N
             _pending_reads(reader, phase_done, keep)
 
 
-def _loadable(store: Store, key: str) -> bool:
-    """Whether a run can load phase `key` (its record and its end weights, whole or a head) rather than compute it."""
-    return store.phase_done(key) and any(path.name != SELECTED for path in store.phase_weight_files(key))
-
-
 def computed_phases(job: Job, store: Store) -> list[str]:
     """The keys of the phases a run of `job` computes, by the files the store holds now, as the engine decides
     (`_resume`, then its phase loop): from its first phase without a record, back past every phase whose
@@ -88,13 +83,12 @@ def computed_phases(job: Job, store: Store) -> list[str]:
     phases, keys = _keys(job)
     first = next((i for i, key in enumerate(keys) if not store.phase_done(key)), len(keys))
     while first > 0:
-        reads = [first - 1]
-        if first < len(phases) and first >= 2 and phase_kind(phases[first].trains).needs_previous_start:
-            reads.append(first - 2)
-        if all(_loadable(store, keys[i]) for i in reads):
+        reads = [first - 1] if first == len(keys) else [i for reader, i in _reads(job, phases, keys, first)
+                                                         if reader is job]
+        if all(store.phase_loadable(keys[i]) for i in reads):
             break
         first -= 1
-    return [key for key in keys[first:] if not _loadable(store, key)]
+    return [key for key in keys[first:] if not store.phase_loadable(key)]
 
 
 def kept_roles(jobs: Iterable[Job], policy: str, pending: set[str], phase_done: Callable[[str], bool]

@@ -322,6 +322,13 @@ class Store:
     def load_phase_record(self, key: str) -> dict | None:
         return store_files.load_phase_record(self.phase_dir(key))
 
+    def phase_loadable(self, key: str) -> bool:
+        """Whether a run would load phase `key` rather than compute it: its record and its end weights (whole, or
+        a head over the source backbone) are stored, as `load_phase` reads them."""
+        directory = self.phase_dir(key)
+        return (directory / RECORD).exists() and any((directory / name).is_file()
+                                                    for name in (store_files.MODEL, store_files.HEAD))
+
     def phase_weight_files(self, key: str) -> list[Path]:
         """The weights files a stored phase holds now."""
         directory = self.phase_dir(key)
